@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the project's local tools into .tools/ (idempotent, offline except for the package
+# registries). Usage: scripts/tools.sh [python] [aws] [infra] [bench] [azurite]
+#   python  - the virtual environment itself
+#   aws     - moto[server] (S3, SQS, Secrets Manager), cargo-lambda and zig
+#   infra   - cfn-lint, aws-sam-translator, checkov (with pycep-parser)
+#   bench   - azure-monitor-ingestion (Microsoft's Python client, for the comparison)
+#   azurite - azurite (npm), the Azure Storage emulator
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/.tools"
+venv="$tools/venv"
+mkdir -p "$tools"
+
+need_venv() {
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "tools: creating $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip >/dev/null
+  fi
+}
+
+pip_group() { # name marker packages...
+  local name="$1" marker="$tools/.$1.done"; shift
+  need_venv
+  if [ ! -f "$marker" ]; then
+    echo "tools: installing $name ($*)"
+    "$venv/bin/pip" install --quiet "$@"
+    touch "$marker"
+  fi
+}
+
+for group in "${@:-python}"; do
+  case "$group" in
+    python) need_venv ;;
+    aws) pip_group aws 'moto[server]==5.*' 'cargo-lambda==1.*' ziglang ;;
+    infra) pip_group infra 'cfn-lint==1.*' 'aws-sam-translator' 'checkov==3.*' 'pycep-parser' ;;
+    bench) pip_group bench 'azure-monitor-ingestion==1.*' 'azure-core' ;;
+    azurite)
+      if [ ! -x "$tools/node/node_modules/.bin/azurite" ]; then
+        echo "tools: installing azurite"
+        mkdir -p "$tools/node"
+        (cd "$tools/node" && npm install --silent --no-audit --no-fund azurite@3 >/dev/null)
+      fi ;;
+    *) echo "tools: unknown group $group" >&2; exit 2 ;;
+  esac
+done

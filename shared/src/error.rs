@@ -1,0 +1,96 @@
+//! The crate's one error type. Messages say what went wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in logrelay.
+///
+/// No variant ever carries a client secret or an access token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A required environment variable is not set.
+    #[error("missing configuration: set `{name}` ({hint})")]
+    MissingConfig {
+        name: &'static str,
+        hint: &'static str,
+    },
+
+    /// A configuration value is present but unusable.
+    #[error("invalid configuration `{name}`: {reason}")]
+    InvalidConfig { name: String, reason: String },
+
+    /// Entra ID refused to issue a token.
+    #[error("Entra ID refused the token request ({code}): {advice}")]
+    Token {
+        code: String,
+        advice: String,
+        permanent: bool,
+    },
+
+    /// Entra ID or the identity endpoint could not be reached or answered nonsense.
+    #[error("token request to {host} failed: {reason}")]
+    TokenTransport { host: String, reason: String },
+
+    /// The Logs Ingestion API answered with a permanent error.
+    #[error("Logs Ingestion API answered {status} {code}: {advice}")]
+    Ingestion {
+        status: u16,
+        code: String,
+        advice: String,
+    },
+
+    /// Input that cannot be decoded; names the source and the record.
+    #[error("{source_name}: record {record}: {reason}")]
+    Decode {
+        source_name: String,
+        record: u64,
+        reason: String,
+    },
+
+    /// Reading input failed.
+    #[error("cannot read {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The dead letter could not be written: events would be lost, so this is fatal.
+    #[error("cannot write the dead letter to {location}: {reason}")]
+    DeadLetter { location: String, reason: String },
+
+    /// A local file path problem.
+    #[error("{path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+
+    /// An AWS service call failed.
+    #[error("AWS {service} {operation} failed: {reason}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        reason: String,
+        transient: bool,
+    },
+
+    /// The invocation ran out of time with work still pending; the platform should retry.
+    #[error(
+        "deadline exceeded with {pending} events not yet delivered; the invocation will be retried"
+    )]
+    DeadlineExceeded { pending: u64 },
+}
+
+impl Error {
+    /// Whether retrying the same work later may succeed (throttling, outages, timeouts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::TokenTransport { .. } | Error::DeadlineExceeded { .. } => true,
+            Error::Token { permanent, .. } => !permanent,
+            Error::Aws { transient, .. } => *transient,
+            Error::Io { .. } => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared HTTP routes. OWNER: aws helper.
