@@ -89,3 +89,10 @@ impl TokenCache {
         0
     }
 }
+
+/// Where a client secret comes from: the environment (fixed), or AWS Secrets Manager (read
+/// once per container, read again with `refresh = true` after Entra rejects it: rotation).
+pub trait SecretSource: Send + Sync + fmt::Debug {
+    /// The client secret; `refresh` forces a fresh read instead of the cached value.
+    fn client_secret(&self, refresh: bool) -> BoxFuture<'_, Result<Secret>>;
+}
