@@ -1,1 +1,153 @@
-fn main() {}
+//! `logrelay`: send Keeper audit events to Azure Monitor Logs from files or stdin, diagnose a
+//! configuration, print the table schema. `main` only parses arguments and dispatches.
+
+mod generate;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+/// Exit code for configuration errors (bad or missing environment variables, bad arguments).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "logrelay",
+    version,
+    about = "Keeper audit events into Azure Monitor Logs (Logs Ingestion API)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the stream declaration, table columns, transform and data sample as JSON.
+    Schema {
+        /// DCR stream name.
+        #[arg(long, default_value = logrelay::schema::DEFAULT_STREAM)]
+        stream: String,
+        /// Log Analytics table name.
+        #[arg(long, default_value = logrelay::schema::DEFAULT_TABLE)]
+        table: String,
+    },
+    /// Write the data sample the portal's "New custom log (DCR-based)" wizard asks for.
+    Sample {
+        /// Where to write it (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write synthetic Keeper events (tests, benchmarks, `make run`).
+    #[command(hide = true)]
+    Generate {
+        /// How many events.
+        #[arg(long, default_value_t = 1000)]
+        events: u64,
+        /// Which Keeper shape.
+        #[arg(long, value_enum, default_value = "push")]
+        shape: generate::Shape,
+        /// JSON shapes: write one JSON array instead of NDJSON.
+        #[arg(long)]
+        array: bool,
+        /// Gzip the output.
+        #[arg(long)]
+        gzip: bool,
+        /// Random seed; the same seed gives the same events.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    logrelay::telemetry::init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("logrelay: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Schema { stream, table } => {
+            let document = logrelay::schema::document(&stream, &table);
+            print_json(&document)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample { out } => {
+            let sample = logrelay::schema::data_sample();
+            let text = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
+            write_output(out.as_ref(), false, |writer| writeln!(writer, "{text}"))?;
+            if let Some(path) = out {
+                eprintln!(
+                    "Wrote the data sample to {}: upload it in the table wizard's \"Schema and transformation\" step.",
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate {
+            events,
+            shape,
+            array,
+            gzip,
+            seed,
+            out,
+        } => {
+            let options = generate::Options {
+                events,
+                shape,
+                array,
+                seed,
+                now: SystemTime::now(),
+            };
+            write_output(out.as_ref(), gzip, |writer| {
+                generate::write(&options, writer)
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs `body` against a file (or stdout), optionally gzipped, and flushes it.
+fn write_output(
+    out: Option<&PathBuf>,
+    gzip: bool,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), String> {
+    let name = out.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    let fail = |error: io::Error| format!("cannot write {name}: {error}");
+    let sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(File::create(path).map_err(fail)?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut sink = BufWriter::with_capacity(1 << 16, sink);
+    if gzip {
+        let mut encoder = GzEncoder::new(&mut sink, Compression::fast());
+        body(&mut encoder).map_err(fail)?;
+        encoder.finish().map_err(fail)?;
+    } else {
+        body(&mut sink).map_err(fail)?;
+    }
+    sink.flush().map_err(fail)
+}
