@@ -3,12 +3,28 @@
 //!
 //! OWNER: keeper-schema helper. The public API below is the contract [`crate::relay`] uses.
 
-use std::io::Read;
+mod csv;
+mod frame;
+mod input;
+mod shape;
+mod syslog;
+mod time;
+
+use std::io::{BufRead, Cursor, Read};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde_json::{Map, Value};
+
 use crate::dead_letter::DeadLetterEntry;
-use crate::ingest::EncodedRow;
-use crate::Result;
+use crate::ingest::{EncodedRow, Origin};
+use crate::{Error, Result};
+
+use frame::{JsonFramer, JsonOut, LineFramer, LineOut};
+use input::InputError;
+use time::Millis;
+
+pub use frame::MAX_RECORD_BYTES;
 
 /// Longest string Azure keeps in a field: 64 KB (azure-monitor-protocol.md §1.5). Longer
 /// strings are truncated here, deterministically, and counted.
@@ -50,20 +66,97 @@ pub struct DecodeStats {
     pub old_events: u64,
 }
 
+/// Raw input kept in a dead-letter entry: enough to see what was wrong, never the whole file.
+pub const MAX_RAW_BYTES: usize = 4 * 1024;
+
+/// The UTF-8 byte-order mark, skipped at the start of input and of lines.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// A streaming decoder over any reader: sniffs gzip and the container from the content,
 /// then yields one item per record. `Err` items are I/O failures of the reader itself
 /// (transient: the caller retries the source); malformed input is `Decoded::Rejected`.
+///
+/// Containers: JSON array (streamed element by element), NDJSON, single, pretty-printed or
+/// concatenated objects, RFC 5424 syslog lines, CSV with a header row; any of them gzipped
+/// (multi-member). Memory is bounded by [`MAX_RECORD_BYTES`] whatever the input size.
 pub struct RowReader<'a> {
-    inner: Box<dyn Iterator<Item = Result<Decoded>> + Send + 'a>,
+    raw: Option<Box<dyn Read + Send + 'a>>,
+    reader: Box<dyn BufRead + Send + 'a>,
+    ctx: Ctx,
+    mode: Mode,
     stats: DecodeStats,
 }
 
+/// What every record's conversion needs.
+struct Ctx {
+    source: Arc<str>,
+    schema: SchemaMode,
+    max_decompressed_bytes: u64,
+    old_before: Millis,
+    gzip: bool,
+    fields: Vec<String>,
+}
+
+enum Mode {
+    Start,
+    Json {
+        framer: JsonFramer,
+        probe: bool,
+    },
+    Lines {
+        framer: LineFramer,
+        syslog: bool,
+    },
+    Csv {
+        framer: LineFramer,
+        names: Vec<String>,
+        record: Vec<u8>,
+    },
+    Done,
+}
+
+/// Where a record is, for messages.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Line(u64),
+    Record { record: u64, line: u64 },
+}
+
+impl Loc {
+    fn record(self) -> u64 {
+        match self {
+            Loc::Line(line) => line,
+            Loc::Record { record, .. } => record,
+        }
+    }
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loc::Line(line) => write!(f, "line {line}"),
+            Loc::Record { record, line } => write!(f, "record {record} (line {line})"),
+        }
+    }
+}
+
 impl<'a> RowReader<'a> {
-    /// Starts decoding `reader`, naming it `source` in rows and errors.
+    /// Starts decoding `reader`, naming it `source` in rows and errors. Nothing is read
+    /// until the first call to `next`.
     pub fn new(reader: impl Read + Send + 'a, source: &str, options: &DecodeOptions) -> Self {
-        let _ = (reader, source, options);
+        let old_ms = i64::try_from(OLD_EVENT_AGE.as_millis()).unwrap_or(i64::MAX);
         RowReader {
-            inner: Box::new(std::iter::empty()),
+            raw: Some(Box::new(reader)),
+            reader: Box::new(std::io::empty()),
+            ctx: Ctx {
+                source: Arc::from(source),
+                schema: options.schema.clone(),
+                max_decompressed_bytes: options.max_decompressed_bytes,
+                old_before: Millis(Millis::from_system(options.now).0.saturating_sub(old_ms)),
+                gzip: false,
+                fields: Vec::new(),
+            },
+            mode: Mode::Start,
             stats: DecodeStats::default(),
         }
     }
@@ -72,12 +165,481 @@ impl<'a> RowReader<'a> {
     pub fn stats(&self) -> DecodeStats {
         self.stats
     }
+
+    /// Opens the input and picks the container from its first significant byte.
+    fn start(&mut self) -> Option<Result<Decoded>> {
+        let raw = self.raw.take()?;
+        let opened = match input::open(raw, self.ctx.max_decompressed_bytes) {
+            Ok(opened) => opened,
+            Err(e) => return self.ended(e, Loc::Line(1), &[]),
+        };
+        self.ctx.gzip = opened.gzip;
+        self.reader = opened.reader;
+        if let Err(e) = self.skip_bom() {
+            return self.failed(e, Loc::Line(1), &[]);
+        }
+        let mut lines_before = 0;
+        let first = loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) => return self.failed(e, Loc::Line(lines_before + 1), &[]),
+            };
+            let Some(&byte) = chunk.first() else {
+                self.mode = Mode::Done;
+                return None;
+            };
+            match byte {
+                b'\n' => lines_before += 1,
+                b' ' | b'\t' | b'\r' => {}
+                other => break other,
+            }
+            self.reader.consume(1);
+        };
+        self.mode = match first {
+            b'[' | b'{' => Mode::Json {
+                framer: JsonFramer::new(lines_before + 1),
+                probe: first == b'{',
+            },
+            b'<' => Mode::Lines {
+                framer: LineFramer::new(lines_before),
+                syslog: true,
+            },
+            _ => return self.start_csv_or_ndjson(lines_before),
+        };
+        None
+    }
+
+    /// Skips a leading BOM; a partial match is put back.
+    fn skip_bom(&mut self) -> std::io::Result<()> {
+        let mut seen = Vec::with_capacity(BOM.len());
+        while seen.len() < BOM.len() {
+            let chunk = self.reader.fill_buf()?;
+            match chunk.first() {
+                Some(&b) if b == BOM[seen.len()] => {
+                    seen.push(b);
+                    self.reader.consume(1);
+                }
+                _ => break,
+            }
+        }
+        if !seen.is_empty() && seen != BOM {
+            let rest = std::mem::replace(&mut self.reader, Box::new(std::io::empty()));
+            self.reader = Box::new(Cursor::new(seen).chain(rest));
+        }
+        Ok(())
+    }
+
+    /// A first line that is JSON means NDJSON (of odd values); anything else is a CSV header.
+    fn start_csv_or_ndjson(&mut self, lines_before: u64) -> Option<Result<Decoded>> {
+        let mut framer = LineFramer::new(lines_before);
+        let out = match framer.next(&mut *self.reader) {
+            Ok(out) => out,
+            Err(e) => return self.failed(e, Loc::Line(lines_before + 1), &framer.buf),
+        };
+        let line = match out {
+            LineOut::End => {
+                self.mode = Mode::Done;
+                return None;
+            }
+            LineOut::TooLong { line } => {
+                self.mode = Mode::Done;
+                return Some(Ok(reject(
+                    &self.ctx,
+                    Loc::Line(line),
+                    format!("the first line exceeds {MAX_RECORD_BYTES} bytes: not a format logrelay reads"),
+                    &framer.buf,
+                )));
+            }
+            LineOut::Line { line } => line,
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&framer.buf).is_ok() {
+            let item = convert_json(&mut self.ctx, &mut self.stats, &framer.buf, Loc::Line(line));
+            self.mode = Mode::Lines {
+                framer,
+                syslog: false,
+            };
+            return Some(Ok(item));
+        }
+        let Ok(header) = std::str::from_utf8(&framer.buf) else {
+            self.mode = Mode::Done;
+            return Some(Ok(reject(
+                &self.ctx,
+                Loc::Line(line),
+                "the CSV header is not valid UTF-8; nothing after it was read".to_owned(),
+                &framer.buf,
+            )));
+        };
+        let mut fields = Vec::new();
+        csv::split_fields(header, &mut fields);
+        self.mode = Mode::Csv {
+            framer,
+            names: csv::header_names(fields),
+            record: Vec::new(),
+        };
+        None
+    }
+
+    /// Ends decoding after a read failure: an `Err` for the reader's own I/O errors, a
+    /// rejected entry for corrupt or oversized gzip.
+    fn failed(
+        &mut self,
+        error: std::io::Error,
+        at: Loc,
+        partial: &[u8],
+    ) -> Option<Result<Decoded>> {
+        let error = input::classify(error, self.ctx.gzip);
+        self.ended(error, at, partial)
+    }
+
+    fn ended(&mut self, error: InputError, at: Loc, partial: &[u8]) -> Option<Result<Decoded>> {
+        self.mode = Mode::Done;
+        let reason = match error {
+            InputError::Source(source) => {
+                return Some(Err(Error::Io {
+                    what: self.ctx.source.to_string(),
+                    source,
+                }))
+            }
+            InputError::Gzip(e) => format!(
+                "the gzip stream is corrupt or truncated ({e}); decoding stopped here, the records before it were read"
+            ),
+            InputError::TooLarge { limit } => format!(
+                "the decompressed input exceeds {limit} bytes (LOGRELAY_MAX_DECOMPRESSED_BYTES guards against gzip bombs); decoding stopped here"
+            ),
+        };
+        Some(Ok(reject(&self.ctx, at, reason, partial)))
+    }
+
+    fn next_json(&mut self) -> Option<Result<Decoded>> {
+        let Mode::Json { framer, probe } = &mut self.mode else {
+            return None;
+        };
+        let out = match framer.next(&mut *self.reader) {
+            Ok(out) => out,
+            Err(e) => {
+                let at = Loc::Record {
+                    record: framer.records(),
+                    line: framer.line(),
+                };
+                let partial = std::mem::take(&mut framer.buf);
+                return self.failed(e, at, &partial);
+            }
+        };
+        let item = match out {
+            JsonOut::End => {
+                self.mode = Mode::Done;
+                return None;
+            }
+            JsonOut::Value { record, line } => convert_json(
+                &mut self.ctx,
+                &mut self.stats,
+                &framer.buf,
+                Loc::Record { record, line },
+            ),
+            JsonOut::TooLong { record, line } => reject(
+                &self.ctx,
+                Loc::Record { record, line },
+                format!("the record exceeds {MAX_RECORD_BYTES} bytes; it was skipped"),
+                &framer.buf,
+            ),
+            JsonOut::Broken { record, line, why } => reject(
+                &self.ctx,
+                Loc::Record { record, line },
+                format!("malformed JSON: {why}"),
+                &framer.buf,
+            ),
+        };
+        if std::mem::take(probe) && framer.last_was_one_line_object() {
+            // The first object fit on its line: the rest is NDJSON, framed by lines so a
+            // malformed line never costs the lines after it.
+            let line = framer.line();
+            self.mode = Mode::Lines {
+                framer: LineFramer::new(line.saturating_sub(1)),
+                syslog: false,
+            };
+        }
+        Some(Ok(item))
+    }
+
+    fn next_line(&mut self) -> Option<Result<Decoded>> {
+        let Mode::Lines { framer, syslog } = &mut self.mode else {
+            return None;
+        };
+        let out = match framer.next(&mut *self.reader) {
+            Ok(out) => out,
+            Err(e) => {
+                let at = Loc::Line(framer.line() + 1);
+                let partial = std::mem::take(&mut framer.buf);
+                return self.failed(e, at, &partial);
+            }
+        };
+        let line = match out {
+            LineOut::End => {
+                self.mode = Mode::Done;
+                return None;
+            }
+            LineOut::TooLong { line } => {
+                return Some(Ok(reject(
+                    &self.ctx,
+                    Loc::Line(line),
+                    format!("the line exceeds {MAX_RECORD_BYTES} bytes; it was skipped"),
+                    &framer.buf,
+                )))
+            }
+            LineOut::Line { line } => line,
+        };
+        let bytes = framer.buf.strip_prefix(BOM).unwrap_or(&framer.buf);
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return self.next_line();
+        }
+        let at = Loc::Line(line);
+        Some(Ok(if *syslog {
+            convert_syslog(&mut self.ctx, &mut self.stats, bytes, at)
+        } else {
+            convert_json(&mut self.ctx, &mut self.stats, bytes, at)
+        }))
+    }
+
+    fn next_csv(&mut self) -> Option<Result<Decoded>> {
+        let Mode::Csv {
+            framer,
+            names,
+            record,
+        } = &mut self.mode
+        else {
+            return None;
+        };
+        let mut first_line = None;
+        let mut open = false;
+        record.clear();
+        loop {
+            let out = match framer.next(&mut *self.reader) {
+                Ok(out) => out,
+                Err(e) => {
+                    let at = Loc::Line(first_line.unwrap_or(framer.line() + 1));
+                    let partial = std::mem::take(record);
+                    return self.failed(e, at, &partial);
+                }
+            };
+            match out {
+                LineOut::End if first_line.is_none() => {
+                    self.mode = Mode::Done;
+                    return None;
+                }
+                LineOut::End => {
+                    return Some(Ok(reject(
+                        &self.ctx,
+                        Loc::Line(first_line.unwrap_or(0)),
+                        "a quoted CSV field is never closed".to_owned(),
+                        record,
+                    )))
+                }
+                LineOut::TooLong { line } => {
+                    return Some(Ok(reject(
+                        &self.ctx,
+                        Loc::Line(first_line.unwrap_or(line)),
+                        format!("the CSV record exceeds {MAX_RECORD_BYTES} bytes; it was skipped"),
+                        &framer.buf,
+                    )))
+                }
+                LineOut::Line { line } => {
+                    if first_line.is_none() && framer.buf.is_empty() {
+                        continue;
+                    }
+                    if first_line.is_some() {
+                        record.push(b'\n');
+                    }
+                    let first = *first_line.get_or_insert(line);
+                    if record.len() + framer.buf.len() > MAX_RECORD_BYTES {
+                        return Some(Ok(reject(
+                            &self.ctx,
+                            Loc::Line(first),
+                            format!(
+                                "the CSV record exceeds {MAX_RECORD_BYTES} bytes; it was skipped"
+                            ),
+                            record,
+                        )));
+                    }
+                    record.extend_from_slice(&framer.buf);
+                    open ^= csv::leaves_quote_open(&framer.buf);
+                    if !open {
+                        break;
+                    }
+                }
+            }
+        }
+        let at = Loc::Line(first_line.unwrap_or(0));
+        let text = match std::str::from_utf8(record) {
+            Ok(text) => text,
+            Err(e) => return Some(Ok(not_utf8(&self.ctx, at, e, record))),
+        };
+        let fields = &mut self.ctx.fields;
+        csv::split_fields(text, fields);
+        if fields.len() != names.len() {
+            let reason = format!(
+                "the CSV record has {} fields; the header has {}",
+                fields.len(),
+                names.len()
+            );
+            return Some(Ok(reject(&self.ctx, at, reason, record)));
+        }
+        let object = csv::to_object(names, fields);
+        Some(Ok(convert_object(
+            &mut self.ctx,
+            &mut self.stats,
+            object,
+            None,
+            at,
+            record,
+        )))
+    }
 }
 
 impl Iterator for RowReader<'_> {
     type Item = Result<Decoded>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
+        loop {
+            let item = match self.mode {
+                Mode::Start => self.start(),
+                Mode::Json { .. } => self.next_json(),
+                Mode::Lines { .. } => self.next_line(),
+                Mode::Csv { .. } => self.next_csv(),
+                Mode::Done => return None,
+            };
+            if item.is_some() {
+                return item;
+            }
+        }
+    }
+}
+
+/// A dead-letter entry for the record at `at`.
+fn reject(ctx: &Ctx, at: Loc, reason: String, raw: &[u8]) -> Decoded {
+    let mut cut = raw.len().min(MAX_RAW_BYTES);
+    // Back off to a char boundary (at most 3 continuation bytes); lossy conversion does the rest.
+    for _ in 0..3 {
+        if cut > 0 && cut < raw.len() && (raw[cut] & 0xC0) == 0x80 {
+            cut -= 1;
+        }
+    }
+    Decoded::Rejected(DeadLetterEntry {
+        reason: format!("{}: {at}: {reason}", ctx.source),
+        source: ctx.source.to_string(),
+        record: Some(at.record()),
+        event: None,
+        raw: Some(String::from_utf8_lossy(&raw[..cut]).into_owned()),
+    })
+}
+
+fn not_utf8(ctx: &Ctx, at: Loc, error: std::str::Utf8Error, raw: &[u8]) -> Decoded {
+    let reason = format!(
+        "not valid UTF-8 (bad byte at offset {} of the record)",
+        error.valid_up_to()
+    );
+    reject(ctx, at, reason, raw)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// One JSON record's bytes → a row or a rejection.
+fn convert_json(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return not_utf8(ctx, at, e, bytes),
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => convert_object(ctx, stats, object, None, at, bytes),
+        Ok(other) => reject(
+            ctx,
+            at,
+            format!("a JSON {} is not an event object", kind_of(&other)),
+            bytes,
+        ),
+        Err(e) => reject(ctx, at, format!("invalid JSON: {e}"), bytes),
+    }
+}
+
+/// One syslog line → a row or a rejection.
+fn convert_syslog(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return not_utf8(ctx, at, e, bytes),
+    };
+    let line = match syslog::parse(text) {
+        Ok(line) => line,
+        Err(reason) => return reject(ctx, at, reason, bytes),
+    };
+    let message = line.message.trim();
+    let mut object = if message.starts_with('{') {
+        match serde_json::from_str::<Map<String, Value>>(message) {
+            Ok(object) => object,
+            Err(e) => {
+                return reject(
+                    ctx,
+                    at,
+                    format!("invalid JSON in the syslog message: {e}"),
+                    bytes,
+                )
+            }
+        }
+    } else if !line.params.is_empty() {
+        let mut object = Map::new();
+        if !message.is_empty() {
+            object.insert("message".to_owned(), Value::String(message.to_owned()));
+        }
+        object
+    } else {
+        return reject(
+            ctx,
+            at,
+            "the syslog message is not a JSON object and the line has no structured data"
+                .to_owned(),
+            bytes,
+        );
+    };
+    for (key, value) in line.params {
+        object.entry(key).or_insert(value);
+    }
+    convert_object(ctx, stats, object, line.time, at, bytes)
+}
+
+/// An object → the row for the configured schema.
+fn convert_object(
+    ctx: &mut Ctx,
+    stats: &mut DecodeStats,
+    object: Map<String, Value>,
+    header_time: Option<Millis>,
+    at: Loc,
+    raw: &[u8],
+) -> Decoded {
+    let converted = match &ctx.schema {
+        SchemaMode::Keeper => shape::keeper_row(object, header_time),
+        SchemaMode::Passthrough { time_field } => shape::passthrough_row(object, time_field),
+    };
+    match converted {
+        Ok(row) => {
+            stats.truncated_fields += row.truncated;
+            if row.time < ctx.old_before {
+                stats.old_events += 1;
+            }
+            Decoded::Row(EncodedRow {
+                json: row.json,
+                origin: Origin {
+                    source: ctx.source.clone(),
+                    record: at.record(),
+                },
+            })
+        }
+        Err(reason) => reject(ctx, at, reason, raw),
     }
 }

@@ -1,0 +1,447 @@
+//! Event shapes → the table row. Every Keeper shape (push, flat, Commander/API raw) is
+//! normalised to the push form; no field is ever dropped: whatever is not a column, or has
+//! the wrong type for its column, lands in `data` under its own key.
+//!
+//! `EventId` is Keeper's `id` when the event has one. Otherwise it is the first 32 hex digits
+//! of the SHA-256 of the compact JSON of the normalised event, keys sorted at every level:
+//! `{"audit_event","category","client_version","data","enterprise_id","remote_address",
+//! "timestamp","username"}` with absent columns left out, `timestamp` formatted as
+//! `YYYY-MM-DDTHH:MM:SS.mmmZ` and strings not yet truncated. The same event therefore gets
+//! the same id in every shape and container that carries the same information.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::time::{self, Millis, ISO_MS_LEN};
+use super::MAX_FIELD_BYTES;
+
+/// Where the event time is looked for, in order (push, Commander/API raw, Azure row).
+const TIME_FIELDS: [&str; 3] = ["timestamp", "created", "TimeGenerated"];
+
+/// String columns and the names each shape gives them (push name first, then Commander/API).
+const STRING_COLUMNS: [&[&str]; 5] = [
+    &["audit_event", "audit_event_type"],
+    &["category"],
+    &["remote_address", "ip_address"],
+    &["client_version", "keeper_version"],
+    &["username"],
+];
+
+/// Key a non-object `data` value is kept under inside `data`.
+const NON_OBJECT_DATA_KEY: &str = "_data";
+
+/// Hex digits of the SHA-256 kept for a hashed `EventId`.
+const EVENT_ID_HEX: usize = 32;
+
+/// A converted record.
+#[derive(Debug)]
+pub(crate) struct Converted {
+    pub(crate) json: Vec<u8>,
+    pub(crate) time: Millis,
+    pub(crate) truncated: u64,
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct Row<'a> {
+    TimeGenerated: &'a str,
+    EventId: &'a str,
+    audit_event: Option<&'a str>,
+    category: Option<&'a str>,
+    remote_address: Option<&'a str>,
+    client_version: Option<&'a str>,
+    username: Option<&'a str>,
+    enterprise_id: Option<i64>,
+    timestamp: &'a str,
+    data: &'a Map<String, Value>,
+}
+
+/// What the `EventId` hash covers (see the module doc); field order is alphabetical.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_version: Option<&'a str>,
+    data: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enterprise_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_address: Option<&'a str>,
+    timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+}
+
+/// Feeds serialized bytes straight into the hash: no buffer per event.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A short rendering of a value for error messages.
+fn show(value: &Value) -> String {
+    let mut text = value.to_string();
+    if text.len() > 80 {
+        let mut cut = 80;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Inserts `key` into `data`; an equal value already there is kept once, a different one
+/// keeps both (the newcomer under `_key`, `__key`, ...).
+fn insert_unique(data: &mut Map<String, Value>, mut key: String, value: Value) {
+    loop {
+        match data.get(&key) {
+            None => {
+                data.insert(key, value);
+                return;
+            }
+            Some(existing) if *existing == value => return,
+            Some(_) => key.insert(0, '_'),
+        }
+    }
+}
+
+/// The event time: the syslog header's when given, else the first of [`TIME_FIELDS`] that
+/// parses. Time fields holding the same instant are consumed; others stay for `data`.
+fn event_time(
+    object: &mut Map<String, Value>,
+    header: Option<Millis>,
+) -> Result<(Millis, [u8; ISO_MS_LEN]), String> {
+    let found = header.or_else(|| {
+        TIME_FIELDS
+            .iter()
+            .find_map(|field| object.get(*field).and_then(time::parse_value))
+    });
+    let Some(instant) = found else {
+        return Err(
+            match TIME_FIELDS.iter().find_map(|f| Some((f, object.get(*f)?))) {
+                Some((field, value)) => {
+                    format!("field `{field}`: not a valid time: {}", show(value))
+                }
+                None => "no event time: none of `timestamp`, `created`, `TimeGenerated` is present"
+                    .to_owned(),
+            },
+        );
+    };
+    let formatted = instant
+        .format()
+        .ok_or("the event time is outside the years 0000-9999")?;
+    for field in TIME_FIELDS {
+        if object.get(field).and_then(time::parse_value) == Some(instant) {
+            object.remove(field);
+        }
+    }
+    Ok((instant, formatted))
+}
+
+/// An integer `enterprise_id`, from a number or a numeric string.
+fn enterprise_id(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Converts one Keeper event of any shape to the row.
+pub(crate) fn keeper_row(
+    mut object: Map<String, Value>,
+    header_time: Option<Millis>,
+) -> Result<Converted, String> {
+    let (instant, stamp) = event_time(&mut object, header_time)?;
+
+    let mut data = match object.remove("data") {
+        Some(Value::Object(map)) => map,
+        None | Some(Value::Null) => Map::new(),
+        Some(other) => {
+            let mut map = Map::new();
+            map.insert(NON_OBJECT_DATA_KEY.to_owned(), other);
+            map
+        }
+    };
+
+    let event_id = match object.remove("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            object.insert("id".to_owned(), other);
+            None
+        }
+        None => None,
+    };
+
+    let mut columns: [Option<String>; 5] = Default::default();
+    for (slot, names) in columns.iter_mut().zip(STRING_COLUMNS) {
+        for name in names {
+            match object.get(*name) {
+                Some(Value::String(_)) => {
+                    if let Some(Value::String(s)) = object.remove(*name) {
+                        *slot = Some(s);
+                    }
+                    break;
+                }
+                Some(Value::Null) => {
+                    object.remove(*name);
+                }
+                // Wrong type: it stays in `object` and so lands in `data` under its key.
+                _ => {}
+            }
+        }
+    }
+
+    let enterprise = match object.get("enterprise_id") {
+        Some(Value::Null) => {
+            object.remove("enterprise_id");
+            None
+        }
+        Some(value) => {
+            let id = enterprise_id(value);
+            if id.is_some() {
+                object.remove("enterprise_id");
+            }
+            id
+        }
+        None => None,
+    };
+
+    for (key, value) in object {
+        insert_unique(&mut data, key, value);
+    }
+
+    let stamp = std::str::from_utf8(&stamp).map_err(|e| e.to_string())?;
+    let [audit_event, category, remote_address, client_version, username] = &mut columns;
+    let mut event_id = match event_id {
+        Some(id) => id,
+        None => {
+            let canonical = Canonical {
+                audit_event: audit_event.as_deref(),
+                category: category.as_deref(),
+                client_version: client_version.as_deref(),
+                data: &data,
+                enterprise_id: enterprise,
+                remote_address: remote_address.as_deref(),
+                timestamp: stamp,
+                username: username.as_deref(),
+            };
+            hash_id(&canonical)
+        }
+    };
+
+    let mut truncated = 0;
+    truncate_string(&mut event_id, &mut truncated);
+    for column in [
+        audit_event,
+        category,
+        remote_address,
+        client_version,
+        username,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        truncate_string(column, &mut truncated);
+    }
+    truncate_map(&mut data, &mut truncated);
+
+    let row = Row {
+        TimeGenerated: stamp,
+        EventId: &event_id,
+        audit_event: columns[0].as_deref(),
+        category: columns[1].as_deref(),
+        remote_address: columns[2].as_deref(),
+        client_version: columns[3].as_deref(),
+        username: columns[4].as_deref(),
+        enterprise_id: enterprise,
+        timestamp: stamp,
+        data: &data,
+    };
+    let json = serde_json::to_vec(&row).map_err(|e| e.to_string())?;
+    Ok(Converted {
+        json,
+        time: instant,
+        truncated,
+    })
+}
+
+fn hash_id(canonical: &Canonical<'_>) -> String {
+    let mut hasher = Sha256::new();
+    // Writing into a hasher cannot fail; a serde error is impossible for these types.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), canonical);
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(EVENT_ID_HEX);
+    for byte in digest.iter().take(EVENT_ID_HEX / 2) {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Forwards an object as it is, with `TimeGenerated` from `time_field`.
+pub(crate) fn passthrough_row(
+    mut object: Map<String, Value>,
+    time_field: &str,
+) -> Result<Converted, String> {
+    let value = object.get(time_field).ok_or_else(|| {
+        format!("field `{time_field}`: missing (it is the configured time field)")
+    })?;
+    let instant = time::parse_value(value).ok_or_else(|| {
+        format!(
+            "field `{time_field}`: not a valid time (ISO 8601 or epoch seconds/milliseconds): {}",
+            show(value)
+        )
+    })?;
+    let stamp = instant
+        .format()
+        .ok_or_else(|| format!("field `{time_field}`: outside the years 0000-9999"))?;
+    let mut truncated = 0;
+    truncate_map(&mut object, &mut truncated);
+    object.insert(
+        "TimeGenerated".to_owned(),
+        Value::String(String::from_utf8_lossy(&stamp).into_owned()),
+    );
+    let json = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+    Ok(Converted {
+        json,
+        time: instant,
+        truncated,
+    })
+}
+
+/// Cuts `s` to [`MAX_FIELD_BYTES`] on a char boundary; counts it.
+fn truncate_string(s: &mut String, count: &mut u64) {
+    if s.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        *count += 1;
+    }
+}
+
+fn truncate_value(value: &mut Value, count: &mut u64) {
+    match value {
+        Value::String(s) => truncate_string(s, count),
+        Value::Array(items) => items.iter_mut().for_each(|v| truncate_value(v, count)),
+        Value::Object(map) => truncate_map(map, count),
+        _ => {}
+    }
+}
+
+/// Truncates every string in `map`, keys included (recursion is bounded by serde_json's
+/// nesting limit of 128).
+fn truncate_map(map: &mut Map<String, Value>, count: &mut u64) {
+    if map.keys().any(|k| k.len() > MAX_FIELD_BYTES) {
+        let old = std::mem::take(map);
+        for (mut key, value) in old {
+            truncate_string(&mut key, count);
+            while map.contains_key(&key) {
+                // Two long keys sharing a 64 KB prefix: keep both, told apart by a suffix.
+                let mut cut = MAX_FIELD_BYTES - 8;
+                while !key.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                key.truncate(cut);
+                key.push_str(&format!("~{}", map.len()));
+            }
+            map.insert(key, value);
+        }
+    }
+    map.values_mut().for_each(|v| truncate_value(v, count));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: Value) -> Value {
+        let Value::Object(map) = v else { panic!() };
+        serde_json::from_slice(&keeper_row(map, None).unwrap().json).unwrap()
+    }
+
+    #[test]
+    fn commander_raw_fields_map_to_push_columns() {
+        let got = row(
+            json!({"id": 98765, "created": 1736937062, "audit_event_type": "login",
+            "ip_address": "203.0.113.10", "keeper_version": "Commander 17.0.1",
+            "username": "alice@example.com", "node": 5}),
+        );
+        assert_eq!(got["EventId"], "98765");
+        assert_eq!(got["audit_event"], "login");
+        assert_eq!(got["remote_address"], "203.0.113.10");
+        assert_eq!(got["client_version"], "Commander 17.0.1");
+        assert_eq!(got["timestamp"], "2025-01-15T10:31:02.000Z");
+        assert_eq!(got["data"], json!({"node": 5}));
+    }
+
+    #[test]
+    fn wrong_types_are_kept_in_data_under_their_key() {
+        let got = row(
+            json!({"timestamp": "2025-01-15T10:31:02Z", "audit_event": 5,
+            "enterprise_id": "acme", "data": "text", "username": ["x"]}),
+        );
+        assert_eq!(got["audit_event"], Value::Null);
+        assert_eq!(got["enterprise_id"], Value::Null);
+        assert_eq!(
+            got["data"],
+            json!({"audit_event": 5, "enterprise_id": "acme", "_data": "text", "username": ["x"]})
+        );
+    }
+
+    #[test]
+    fn a_different_time_field_is_kept_and_an_equal_one_consumed() {
+        let got = row(json!({"timestamp": "2025-01-15T10:31:02.123Z",
+            "TimeGenerated": "2025-01-15T10:31:02.123Z", "created": 1}));
+        assert_eq!(got["data"], json!({"created": 1}));
+    }
+
+    #[test]
+    fn a_missing_or_bad_time_is_refused_naming_the_field() {
+        let Value::Object(map) = json!({"audit_event": "login"}) else {
+            panic!()
+        };
+        assert!(keeper_row(map, None).unwrap_err().contains("`timestamp`"));
+        let Value::Object(map) = json!({"timestamp": "soon"}) else {
+            panic!()
+        };
+        assert!(keeper_row(map, None)
+            .unwrap_err()
+            .contains("field `timestamp`"));
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_char_boundary_and_counted() {
+        let long = "é".repeat(MAX_FIELD_BYTES);
+        let Value::Object(map) =
+            json!({"timestamp": 1, "username": long, "data": {"a": [long], long.clone(): 1}})
+        else {
+            panic!()
+        };
+        let out = keeper_row(map, None).unwrap();
+        assert_eq!(out.truncated, 3);
+        let got: Value = serde_json::from_slice(&out.json).unwrap();
+        assert_eq!(got["username"].as_str().unwrap().len(), MAX_FIELD_BYTES);
+    }
+}
