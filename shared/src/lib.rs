@@ -12,6 +12,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod dead_letter;
+pub mod diagnose;
 pub mod error;
 pub mod http;
 pub mod ingest;
