@@ -6,6 +6,8 @@
 pub mod pack;
 pub mod retry;
 mod send;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

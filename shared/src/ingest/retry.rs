@@ -236,7 +236,8 @@ mod tests {
     #[test]
     fn reads_retry_after_in_every_form() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06T08:49:37Z
-        let cases: Vec<(Vec<(&'static str, &str)>, Option<Duration>)> = vec![
+        type Case = (Vec<(&'static str, &'static str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
             (vec![("retry-after", "1")], Some(Duration::from_secs(1))),
             (
                 vec![("retry-after", " 2.5 ")],
