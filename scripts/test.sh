@@ -26,5 +26,8 @@ cargo test --workspace --all-features --locked --no-fail-fast -- --test-threads 
 step "infrastructure templates"
 scripts/lint-infra.sh
 
+step "dependency policy (cargo deny: licenses, bans, sources)"
+scripts/deny.sh
+
 echo
 echo "make test: all steps passed"
