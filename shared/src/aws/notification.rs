@@ -1,0 +1,400 @@
+//! S3 object references out of every way a "new object" notice reaches a function: S3 event
+//! notifications (direct, in SQS, in SNS, SNS in SQS) and EventBridge "Object Created" events.
+//!
+//! Pure: JSON in, object references out. Shapes are in azure-monitor-protocol.md §4.1–§4.3.
+
+use serde_json::Value;
+
+/// The `eventName` prefix of every S3 "object created" notification (`ObjectCreated:Put`, ...).
+/// Source: AWS S3 notification-how-to, supported event types.
+const OBJECT_CREATED_PREFIX: &str = "ObjectCreated:";
+
+/// The `Event` of the test message S3 sends when a notification is configured (§4.1).
+const S3_TEST_EVENT: &str = "s3:TestEvent";
+
+/// EventBridge `detail-type` of a new object (AWS `ev-events` page, §4.3).
+const EVENTBRIDGE_OBJECT_CREATED: &str = "Object Created";
+
+/// EventBridge `source` of S3 events.
+const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";
+
+/// SNS envelope `Type` of a published message (§4.3).
+const SNS_NOTIFICATION_TYPE: &str = "Notification";
+
+/// Wrappers nest at most SQS → SNS → S3; more means a loop or nonsense.
+const MAX_NESTING: usize = 4;
+
+/// One object to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// Another reading of the key, tried when `key` does not exist. Set for EventBridge keys
+    /// with `+` or `%`: whether EventBridge URL-encodes keys is not documented (§4.3).
+    pub alt_key: Option<String>,
+    /// Size in bytes, when the notification says.
+    pub size: Option<u64>,
+    /// Version id on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+impl ObjectRef {
+    /// `s3://bucket/key`, used as the source name in reports and dead letters.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What a notification asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extracted {
+    /// New objects to forward, in notification order.
+    pub objects: Vec<ObjectRef>,
+    /// `s3:TestEvent` messages seen (acknowledged, nothing to do).
+    pub test_events: usize,
+    /// Records that are S3 notices but not "object created", described for the log.
+    pub ignored: Vec<String>,
+}
+
+impl Extracted {
+    fn merge(&mut self, other: Extracted) {
+        self.objects.extend(other.objects);
+        self.test_events += other.test_events;
+        self.ignored.extend(other.ignored);
+    }
+}
+
+/// A notice that looks like an S3 notification but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+/// Extracts object references from any incoming event or message body.
+///
+/// `Ok(None)` means the value is not a notification at all (for example a message body that
+/// holds Keeper events); `Err` means it is one but a required field is missing.
+pub fn extract(value: &Value) -> Result<Option<Extracted>, Malformed> {
+    extract_nested(value, 0)
+}
+
+/// [`extract`] on a text body (SQS message body, SNS message). Text that is not JSON is not
+/// a notification.
+pub fn extract_text(text: &str) -> Result<Option<Extracted>, Malformed> {
+    extract_text_nested(text, 0)
+}
+
+fn extract_text_nested(text: &str, depth: usize) -> Result<Option<Extracted>, Malformed> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(value) => extract_nested(&value, depth),
+        Err(_) => Ok(None),
+    }
+}
+
+fn extract_nested(value: &Value, depth: usize) -> Result<Option<Extracted>, Malformed> {
+    if depth > MAX_NESTING {
+        return Err(Malformed(format!(
+            "notification nested deeper than {MAX_NESTING} wrappers"
+        )));
+    }
+    let Some(object) = value.as_object() else {
+        return Ok(None);
+    };
+    if object.get("Event").and_then(Value::as_str) == Some(S3_TEST_EVENT) {
+        return Ok(Some(Extracted {
+            test_events: 1,
+            ..Extracted::default()
+        }));
+    }
+    if object.get("Type").and_then(Value::as_str) == Some(SNS_NOTIFICATION_TYPE) {
+        if let Some(message) = object.get("Message").and_then(Value::as_str) {
+            return extract_text_nested(message, depth + 1);
+        }
+    }
+    if object.get("source").and_then(Value::as_str) == Some(EVENTBRIDGE_S3_SOURCE) {
+        return eventbridge(value).map(Some);
+    }
+    let Some(records) = object.get("Records").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut out = Extracted::default();
+    let mut recognised = false;
+    for (index, record) in records.iter().enumerate() {
+        if record.get("s3").is_some() {
+            recognised = true;
+            out.merge(s3_record(record, index)?);
+        } else if let Some(body) = record.get("body").and_then(Value::as_str) {
+            // SQS record: the body is the wrapped notice.
+            if let Some(inner) = extract_text_nested(body, depth + 1)? {
+                recognised = true;
+                out.merge(inner);
+            }
+        } else if let Some(message) = record.pointer("/Sns/Message").and_then(Value::as_str) {
+            // SNS delivered straight to Lambda.
+            if let Some(inner) = extract_text_nested(message, depth + 1)? {
+                recognised = true;
+                out.merge(inner);
+            }
+        }
+    }
+    Ok(recognised.then_some(out))
+}
+
+fn s3_record(record: &Value, index: usize) -> Result<Extracted, Malformed> {
+    let event_name = record
+        .get("eventName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let text = |pointer: &str| record.pointer(pointer).and_then(Value::as_str);
+    let bucket = text("/s3/bucket/name")
+        .ok_or_else(|| Malformed(format!("Records[{index}].s3.bucket.name is missing")))?;
+    let raw_key = text("/s3/object/key")
+        .ok_or_else(|| Malformed(format!("Records[{index}].s3.object.key is missing")))?;
+    let key = decode_form_urlencoded(raw_key);
+    if !event_name.starts_with(OBJECT_CREATED_PREFIX) {
+        return Ok(Extracted {
+            ignored: vec![format!("{event_name} s3://{bucket}/{key}")],
+            ..Extracted::default()
+        });
+    }
+    Ok(Extracted {
+        objects: vec![ObjectRef {
+            bucket: bucket.to_string(),
+            key,
+            alt_key: None,
+            size: record.pointer("/s3/object/size").and_then(Value::as_u64),
+            version_id: text("/s3/object/versionId")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+        }],
+        ..Extracted::default()
+    })
+}
+
+fn eventbridge(value: &Value) -> Result<Extracted, Malformed> {
+    let detail_type = value
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
+    let bucket = text("/detail/bucket/name")
+        .ok_or_else(|| Malformed("EventBridge detail.bucket.name is missing".into()))?;
+    let key = text("/detail/object/key")
+        .ok_or_else(|| Malformed("EventBridge detail.object.key is missing".into()))?;
+    if detail_type != EVENTBRIDGE_OBJECT_CREATED {
+        return Ok(Extracted {
+            ignored: vec![format!("{detail_type} s3://{bucket}/{key}")],
+            ..Extracted::default()
+        });
+    }
+    // Taken as written; the form-decoded reading is the fallback (see `ObjectRef::alt_key`).
+    let decoded = decode_form_urlencoded(key);
+    Ok(Extracted {
+        objects: vec![ObjectRef {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            alt_key: (decoded != key).then_some(decoded),
+            size: value.pointer("/detail/object/size").and_then(Value::as_u64),
+            version_id: text("/detail/object/version-id")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+        }],
+        ..Extracted::default()
+    })
+}
+
+/// Decodes a key as S3 notifications encode it: `application/x-www-form-urlencoded`, so `+`
+/// is a space and `%XX` is a byte (§4.1). A `%` not followed by two hex digits stays as is;
+/// bytes that are not UTF-8 are replaced (S3 keys are UTF-8, so that cannot match anyway).
+pub fn decode_form_urlencoded(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|pair| {
+                    std::str::from_utf8(pair)
+                        .ok()
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                });
+                if let Some(byte) = hex {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/aws/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    fn events_object() -> ObjectRef {
+        ObjectRef {
+            bucket: "keeper-audit".into(),
+            key: "keeper/2026/11/24/events.ndjson.gz".into(),
+            alt_key: None,
+            size: Some(1024),
+            version_id: None,
+        }
+    }
+
+    #[test]
+    fn a_direct_s3_notification_names_its_object() {
+        let found = extract(&fixture("s3-put.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+        assert_eq!(
+            found.objects[0].uri(),
+            "s3://keeper-audit/keeper/2026/11/24/events.ndjson.gz"
+        );
+    }
+
+    #[test]
+    fn keys_are_form_decoded_and_removals_are_ignored() {
+        let found = extract(&fixture("s3-put-encoded-key.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.objects.len(), 1);
+        let object = &found.objects[0];
+        assert_eq!(object.key, "keeper/dt=2026-11-24/red flower c++ été.json");
+        assert_eq!(
+            object.version_id.as_deref(),
+            Some("3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
+        );
+        assert_eq!(object.size, Some(2048));
+        assert_eq!(
+            found.ignored,
+            vec!["ObjectRemoved:Delete s3://keeper-audit/keeper/old.json"]
+        );
+    }
+
+    #[test]
+    fn the_s3_test_event_is_recognised_and_carries_no_objects() {
+        let found = extract(&fixture("s3-test-event.json")).unwrap().unwrap();
+        assert_eq!(found.test_events, 1);
+        assert!(found.objects.is_empty());
+    }
+
+    #[test]
+    fn an_sqs_batch_of_s3_notifications_yields_every_object_and_the_test_event() {
+        let found = extract(&fixture("sqs-s3.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+        assert_eq!(found.test_events, 1);
+    }
+
+    #[test]
+    fn an_sns_envelope_inside_sqs_is_unwrapped() {
+        let found = extract(&fixture("sqs-sns-s3.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+    }
+
+    #[test]
+    fn sns_raw_delivery_inside_sqs_is_the_s3_notification_itself() {
+        let found = extract(&fixture("sqs-sns-raw-s3.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+    }
+
+    #[test]
+    fn sns_delivered_straight_to_lambda_is_unwrapped() {
+        let found = extract(&fixture("sns-s3.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+    }
+
+    #[test]
+    fn an_eventbridge_object_created_event_names_its_object() {
+        let found = extract(&fixture("eventbridge-object-created.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+    }
+
+    #[test]
+    fn an_eventbridge_event_inside_sqs_is_unwrapped() {
+        let found = extract(&fixture("sqs-eventbridge.json")).unwrap().unwrap();
+        assert_eq!(found.objects, vec![events_object()]);
+    }
+
+    #[test]
+    fn eventbridge_keys_are_taken_raw_with_the_decoded_reading_as_fallback() {
+        let found = extract(&fixture("eventbridge-key-space-plus.json"))
+            .unwrap()
+            .unwrap();
+        let object = &found.objects[0];
+        assert_eq!(object.key, "keeper/red flower c++.json");
+        assert_eq!(
+            object.alt_key.as_deref(),
+            Some("keeper/red flower c  .json")
+        );
+        assert_eq!(
+            object.version_id.as_deref(),
+            Some("3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
+        );
+    }
+
+    #[test]
+    fn an_eventbridge_key_without_plus_or_percent_has_no_fallback() {
+        let found = extract(&fixture("eventbridge-object-created.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.objects[0].alt_key, None);
+    }
+
+    #[test]
+    fn eventbridge_deletions_are_ignored() {
+        let found = extract(&fixture("eventbridge-object-deleted.json"))
+            .unwrap()
+            .unwrap();
+        assert!(found.objects.is_empty());
+        assert_eq!(found.ignored.len(), 1);
+        assert!(found.ignored[0].starts_with("Object Deleted s3://keeper-audit/"));
+    }
+
+    #[test]
+    fn keeper_events_are_not_a_notification() {
+        let keeper = serde_json::json!([{"audit_event":"login","remote_address":"1.2.3.4"}]);
+        assert_eq!(extract(&keeper).unwrap(), None);
+        assert_eq!(extract_text(r#"{"audit_event":"login"}"#).unwrap(), None);
+        assert_eq!(extract_text("not json at all").unwrap(), None);
+        assert_eq!(
+            extract_text(r#"{"audit_event":"login"}\n{"audit_event":"x"}"#).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_notification_without_a_key_is_malformed() {
+        let value = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{}}}]});
+        let error = extract(&value).unwrap_err();
+        assert!(error.0.contains("Records[0].s3.object.key"), "{error:?}");
+    }
+
+    #[test]
+    fn form_decoding_follows_the_s3_rules() {
+        assert_eq!(decode_form_urlencoded("red+flower.jpg"), "red flower.jpg");
+        assert_eq!(decode_form_urlencoded("c%2B%2B"), "c++");
+        assert_eq!(decode_form_urlencoded("a/b%3Ac%3Dd"), "a/b:c=d");
+        assert_eq!(decode_form_urlencoded("100%"), "100%");
+        assert_eq!(decode_form_urlencoded("%zz%4"), "%zz%4");
+        assert_eq!(decode_form_urlencoded("%C3%A9"), "é");
+    }
+}
