@@ -6,6 +6,7 @@
 //! - [`TokenCache`] hands out a cached token, refreshes it ahead of expiry with one fetch at a
 //!   time however many tasks ask (single flight), and forgets it when ingestion answers 401.
 //! - [`refresh_at`] is the pure refresh decision.
+//! - [`build_provider`] turns an [`AuthConfig`] into the right provider.
 
 pub mod entra;
 pub mod managed_identity;
@@ -13,15 +14,25 @@ pub mod managed_identity;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
+use crate::config::{AuthConfig, Credential};
 use crate::secret::Secret;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Refresh this long before expiry. Source: Entra convention (azure_identity cache, 300 s).
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+/// Tokens living less than this are refreshed at half-life instead (five minutes early would
+/// be at or before the moment they were issued).
+pub const SHORT_LIFETIME: Duration = Duration::from_secs(600);
+
+/// How long one fetch may take before the cache gives up with [`Error::TokenTransport`].
+/// Source: smithy-rs `LazyCache` load timeout (code-style-anchors.md §6).
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bearer token and its lifetime.
 #[derive(Clone)]
@@ -51,42 +62,216 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait TokenProvider: Send + Sync + fmt::Debug {
     /// One fetch. Errors carry actionable advice and never the secret.
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken>>;
+
+    /// Where tokens come from (a host name), for error messages such as a load timeout.
+    fn endpoint_host(&self) -> String {
+        "the token endpoint".to_string()
+    }
 }
 
 /// When a token issued at `issued_at` and expiring at `expires_at` should be replaced:
 /// five minutes early, or at half-life for tokens that live less than ten minutes.
+///
+/// Worked example: Entra's usual token (`expires_in` 3599) issued at 12:00:00 expires at
+/// 12:59:59 and is refreshed from 12:54:59. A 6-minute token issued at 12:00:00 is refreshed
+/// from 12:03:00 (half of 360 s), not at 12:01:00 — a 4-minute token would otherwise be
+/// "due" a minute before it was issued. A token whose expiry is not after its issue time is
+/// due at once.
 pub fn refresh_at(issued_at: SystemTime, expires_at: SystemTime) -> SystemTime {
-    let _ = issued_at;
-    expires_at - REFRESH_BEFORE_EXPIRY
+    let lifetime = expires_at
+        .duration_since(issued_at)
+        .unwrap_or(Duration::ZERO);
+    if lifetime < SHORT_LIFETIME {
+        issued_at + lifetime / 2
+    } else {
+        expires_at - REFRESH_BEFORE_EXPIRY
+    }
 }
 
-/// The process-wide token cache.
+/// The cached token and when it is due.
+#[derive(Debug)]
+struct Cached {
+    token: AccessToken,
+    refresh_at: SystemTime,
+}
+
+/// The outcome of the last load, kept under the load lock.
+#[derive(Debug, Default)]
+struct Loads {
+    /// Loads finished so far (success or failure).
+    completed: u64,
+    /// The error of the last load if it failed, handed to the tasks that queued behind it.
+    last_failure: Option<Error>,
+}
+
+/// The process-wide token cache. Build one in `main`; warm invocations reuse it.
+///
+/// `get` reads the cached token under a short read lock (no await held). When the token is
+/// missing or due, callers queue on one async mutex; the first fetches, the others re-check
+/// and take its token. Tasks that were queued behind a failed fetch get a copy of that error
+/// rather than each hammering Entra in turn; a later `get` fetches again.
 #[derive(Debug)]
 pub struct TokenCache {
     provider: Arc<dyn TokenProvider>,
     clock: Arc<dyn Clock>,
+    cached: RwLock<Option<Cached>>,
+    loads: tokio::sync::Mutex<Loads>,
+    /// Mirror of `loads.completed`, read before queueing for the lock.
+    loads_completed: AtomicU64,
+    fetches: AtomicU64,
+    load_timeout: Duration,
 }
 
 impl TokenCache {
     /// A cache over `provider`, reading time from `clock`.
     pub fn new(provider: Arc<dyn TokenProvider>, clock: Arc<dyn Clock>) -> Self {
-        TokenCache { provider, clock }
+        TokenCache {
+            provider,
+            clock,
+            cached: RwLock::new(None),
+            loads: tokio::sync::Mutex::new(Loads::default()),
+            loads_completed: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+        }
+    }
+
+    /// Replaces the per-fetch timeout ([`DEFAULT_LOAD_TIMEOUT`]).
+    pub fn with_load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
     }
 
     /// A token that is valid now, fetching one if needed (one fetch at a time).
+    ///
+    /// A cached token is returned only before its refresh point (and so before expiry); a
+    /// freshly fetched one only if it has not expired.
     pub async fn get(&self) -> Result<AccessToken> {
-        let _ = &self.clock;
-        self.provider.fetch().await
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let seen = self.loads_completed.load(Ordering::Acquire);
+        let mut loads = self.loads.lock().await;
+        // Someone else may have refreshed while we waited.
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        if loads.completed != seen {
+            if let Some(error) = &loads.last_failure {
+                return Err(replicate(error));
+            }
+        }
+        let outcome = self.load().await;
+        loads.completed += 1;
+        self.loads_completed
+            .store(loads.completed, Ordering::Release);
+        loads.last_failure = outcome.as_ref().err().map(replicate);
+        outcome
     }
 
     /// Forgets `token` if it is still the cached one (after a 401), so the next `get` fetches.
     pub fn invalidate(&self, token: &AccessToken) {
-        let _ = token;
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        if cached
+            .as_ref()
+            .is_some_and(|cached| cached.token.secret == token.secret)
+        {
+            *cached = None;
+            tracing::debug!("Forgot the cached access token.");
+        }
     }
 
     /// How many fetches this cache has made (for metrics and tests).
     pub fn fetches(&self) -> u64 {
-        0
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The cached token if it is not yet due.
+    fn fresh(&self) -> Option<AccessToken> {
+        let now = self.clock.now();
+        let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
+        cached
+            .as_ref()
+            .filter(|cached| now < cached.refresh_at && now < cached.token.expires_at)
+            .map(|cached| cached.token.clone())
+    }
+
+    /// One fetch under the load lock; stores the token on success.
+    async fn load(&self) -> Result<AccessToken> {
+        let fetches = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
+        let token = match tokio::time::timeout(self.load_timeout, self.provider.fetch()).await {
+            Ok(result) => result?,
+            Err(_elapsed) => {
+                return Err(Error::TokenTransport {
+                    host: self.provider.endpoint_host(),
+                    reason: format!(
+                        "no token within {} s; the endpoint is unreachable or too slow",
+                        self.load_timeout.as_secs_f32()
+                    ),
+                })
+            }
+        };
+        let now = self.clock.now();
+        if now >= token.expires_at {
+            return Err(Error::TokenTransport {
+                host: self.provider.endpoint_host(),
+                reason: "the token returned has already expired; check the system clock".into(),
+            });
+        }
+        let due = refresh_at(token.issued_at, token.expires_at);
+        tracing::debug!(
+            fetches,
+            valid_for_secs = token
+                .expires_at
+                .duration_since(now)
+                .unwrap_or_default()
+                .as_secs(),
+            "Fetched a new access token."
+        );
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Some(Cached {
+            token: token.clone(),
+            refresh_at: due,
+        });
+        Ok(token)
+    }
+}
+
+/// A copy of a token-path error for the tasks that queued behind it ([`Error`] is not `Clone`).
+fn replicate(error: &Error) -> Error {
+    match error {
+        Error::Token {
+            code,
+            advice,
+            permanent,
+        } => Error::Token {
+            code: code.clone(),
+            advice: advice.clone(),
+            permanent: *permanent,
+        },
+        Error::TokenTransport { host, reason } => Error::TokenTransport {
+            host: host.clone(),
+            reason: reason.clone(),
+        },
+        Error::MissingConfig { name, hint } => Error::MissingConfig { name, hint },
+        Error::InvalidConfig { name, reason } => Error::InvalidConfig {
+            name: name.clone(),
+            reason: reason.clone(),
+        },
+        Error::Aws {
+            service,
+            operation,
+            reason,
+            transient,
+        } => Error::Aws {
+            service,
+            operation,
+            reason: reason.clone(),
+            transient: *transient,
+        },
+        other => Error::TokenTransport {
+            host: "the token provider".into(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -95,4 +280,62 @@ impl TokenCache {
 pub trait SecretSource: Send + Sync + fmt::Debug {
     /// The client secret; `refresh` forces a fresh read instead of the cached value.
     fn client_secret(&self, refresh: bool) -> BoxFuture<'_, Result<Secret>>;
+}
+
+/// A secret fixed for the life of the process (`AZURE_CLIENT_SECRET`); `refresh` changes nothing.
+#[derive(Debug, Clone)]
+pub struct StaticSecret(pub Secret);
+
+impl SecretSource for StaticSecret {
+    fn client_secret(&self, _refresh: bool) -> BoxFuture<'_, Result<Secret>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+/// The provider for `auth`: Entra client credentials (secret from the environment or from
+/// `secrets`, e.g. Secrets Manager) or the App Service managed identity.
+pub fn build_provider(
+    auth: &AuthConfig,
+    http: reqwest::Client,
+    secrets: Option<Arc<dyn SecretSource>>,
+) -> Result<Arc<dyn TokenProvider>> {
+    let client_secret = |secrets: Arc<dyn SecretSource>| -> Arc<dyn TokenProvider> {
+        Arc::new(entra::ClientSecretProvider::new(
+            http.clone(),
+            auth.authority_host.clone(),
+            auth.tenant_id.clone(),
+            auth.client_id.clone(),
+            auth.scope.clone(),
+            secrets,
+        ))
+    };
+    match &auth.credential {
+        Credential::ClientSecret(secret) => Ok(client_secret(Arc::new(StaticSecret(secret.clone())))),
+        Credential::SecretArn(_) => match secrets {
+            Some(secrets) => Ok(client_secret(secrets)),
+            None => Err(Error::InvalidConfig {
+                name: "AZURE_CLIENT_SECRET_ARN".into(),
+                reason: "AZURE_CLIENT_SECRET_ARN needs a Secrets Manager source (AWS functions only); set AZURE_CLIENT_SECRET for the CLI".into(),
+            }),
+        },
+        Credential::ManagedIdentity {
+            endpoint,
+            header,
+            client_id,
+        } => {
+            // The identity endpoint takes a resource (audience), not a scope.
+            let resource = auth
+                .scope
+                .strip_suffix("/.default")
+                .unwrap_or(&auth.scope)
+                .to_string();
+            Ok(Arc::new(managed_identity::ManagedIdentityProvider::new(
+                http.clone(),
+                endpoint.clone(),
+                header.clone(),
+                client_id.clone(),
+                resource,
+            )))
+        }
+    }
 }
