@@ -1,0 +1,282 @@
+//! The handler's HTTP surface: readiness at `/`, one route per non-HTTP function (the folder
+//! name in infra/azure/function-app), and the shared `/events` routes for the HTTP function.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::Router;
+
+use logrelay::ingest::TransientPolicy;
+
+use crate::forward::{Forwarder, Plan};
+use crate::invocation::{summary_line, Invocation, Outcome};
+use crate::queue::BodyEncoding;
+use crate::{blob, eventhub, queue};
+
+/// Largest invocation request accepted. A blob trigger carries the whole blob, base64 (4/3 of
+/// its size) inside JSON; the Functions host itself buffers it, so this only guards the handler.
+pub(crate) const MAX_INVOCATION_BYTES: usize = 256 << 20;
+
+/// Function names: the folder names under infra/azure/function-app, which the host uses as paths.
+pub(crate) const QUEUE_FUNCTION: &str = "queue-events";
+pub(crate) const BLOB_FUNCTION: &str = "blob-events";
+pub(crate) const EVENTHUB_FUNCTION: &str = "eventhub-events";
+
+/// What every invocation shares, built once in `main`.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) forwarder: Arc<dyn Forwarder>,
+    pub(crate) queue_encoding: BodyEncoding,
+}
+
+/// Readiness plus the non-HTTP trigger routes.
+pub(crate) fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(ready))
+        .route(&format!("/{QUEUE_FUNCTION}"), post(queue_events))
+        .route(&format!("/{BLOB_FUNCTION}"), post(blob_events))
+        .route(&format!("/{EVENTHUB_FUNCTION}"), post(eventhub_events))
+        .layer(DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
+        .with_state(state)
+}
+
+/// The host polls `GET /` until anything answers (azure-monitor-protocol.md §5.1).
+async fn ready() -> &'static str {
+    "logrelay azure-handler ready\n"
+}
+
+async fn queue_events(State(state): State<AppState>, body: Bytes) -> Outcome {
+    let encoding = state.queue_encoding;
+    // Failing leaves the message in the queue; after maxDequeueCount the host moves it to
+    // `<queue>-poison`, so nothing is lost by asking for a retry.
+    invoke(&state, QUEUE_FUNCTION, &body, |invocation| {
+        (queue::plan(invocation, encoding), TransientPolicy::Fail)
+    })
+    .await
+}
+
+async fn blob_events(State(state): State<AppState>, body: Bytes) -> Outcome {
+    // Failing makes the host retry the blob (5 times, then a poison-queue message naming it);
+    // the blob itself stays in its container.
+    invoke(&state, BLOB_FUNCTION, &body, |invocation| {
+        (blob::plan(invocation), TransientPolicy::Fail)
+    })
+    .await
+}
+
+async fn eventhub_events(State(state): State<AppState>, body: Bytes) -> Outcome {
+    invoke(&state, EVENTHUB_FUNCTION, &body, |invocation| {
+        (eventhub::plan(invocation), eventhub_policy(invocation))
+    })
+    .await
+}
+
+/// Event Hub checkpoints move on after a failed invocation unless a retry policy re-runs it,
+/// so failing is only safe while retries remain; otherwise undeliverable events are
+/// dead-lettered instead of being skipped.
+fn eventhub_policy(invocation: &Invocation) -> TransientPolicy {
+    if invocation.has_retry_policy() && !invocation.is_final_retry() {
+        TransientPolicy::Fail
+    } else {
+        TransientPolicy::DeadLetter
+    }
+}
+
+/// Parses the invocation, plans it, runs the plan and turns the result into the host answer.
+async fn invoke(
+    state: &AppState,
+    function: &str,
+    body: &[u8],
+    plan: impl FnOnce(&Invocation) -> (Plan, TransientPolicy),
+) -> Outcome {
+    let (plan, policy) = match Invocation::parse(body) {
+        Ok(invocation) => plan(&invocation),
+        // Not the protocol shape: keep the body and complete, rather than retry it forever.
+        Err(reason) => (
+            Plan::reject(reason, format!("{function} invocation"), body),
+            TransientPolicy::DeadLetter,
+        ),
+    };
+    match state.forwarder.forward(plan, policy).await {
+        Ok(report) => {
+            let summary = summary_line(function, &report);
+            tracing::info!(
+                function,
+                events_in = report.events_in,
+                delivered = report.delivered,
+                dead_lettered = report.dead_lettered,
+                failed_transient = report.failed_transient,
+                retries = report.retries,
+                throttled = report.throttled,
+                token_fetches = report.token_fetches,
+                bytes_sent = report.bytes_sent,
+                "Invocation finished."
+            );
+            if report.failed_transient > 0 {
+                let retry = format!(
+                    "logrelay {function}: {} events not delivered yet (throttling or outage past the deadline); failing the invocation so the host retries it",
+                    report.failed_transient
+                );
+                Outcome::Retry {
+                    logs: vec![summary, retry],
+                }
+            } else {
+                Outcome::Done {
+                    logs: vec![summary],
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(function, %error, transient = error.is_transient(), "Invocation failed; the host will retry it.");
+            Outcome::Retry {
+                logs: vec![format!(
+                    "logrelay {function}: {error}; failing the invocation so the host retries it"
+                )],
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::forward::fake::Recorder;
+    use crate::invocation::InvocationResult;
+
+    fn app(recorder: Arc<Recorder>) -> Router {
+        routes(AppState {
+            forwarder: recorder,
+            queue_encoding: BodyEncoding::None,
+        })
+    }
+
+    /// Serves `app` on a free loopback port, as the host would reach it.
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    async fn post(app: Router, path: &str, body: &str) -> (StatusCode, String, InvocationResult) {
+        let base = serve(app).await;
+        let response = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            content_type,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn readiness_answers_at_once() {
+        let base = serve(app(Arc::default())).await;
+        let response = reqwest::get(format!("{base}/")).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_delivered_queue_message_answers_200_json_with_the_summary_in_logs() {
+        let recorder = Arc::new(Recorder::default());
+        let (status, content_type, result) = post(
+            app(recorder.clone()),
+            "/queue-events",
+            r#"{"Data":{"msg":"\"{\\\"audit_event\\\":\\\"login\\\"}\""},"Metadata":{"Id":"\"q1\""}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert!(result.outputs.is_empty());
+        assert_eq!(result.return_value, serde_json::Value::Null);
+        assert!(result.logs[0].contains("delivered=1"), "{:?}", result.logs);
+        let plans = recorder.plans.lock().unwrap();
+        assert_eq!(plans[0].1, TransientPolicy::Fail);
+        assert_eq!(plans[0].0.inputs[0].source, "queue message q1");
+    }
+
+    #[tokio::test]
+    async fn transient_failures_answer_500_so_the_host_retries() {
+        let recorder = Arc::new(Recorder {
+            transient_failure: true,
+            ..Recorder::default()
+        });
+        let (status, content_type, result) =
+            post(app(recorder), "/blob-events", r#"{"Data":{"blob":"e30="}}"#).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(content_type, "application/json");
+        assert!(result.logs[1].contains("host retries"), "{:?}", result.logs);
+    }
+
+    #[tokio::test]
+    async fn a_forwarding_error_answers_500_with_the_reason_and_no_secret() {
+        let recorder = Arc::new(Recorder::default());
+        *recorder.fail_with.lock().unwrap() = Some(logrelay::Error::TokenTransport {
+            host: "127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        });
+        let (status, _, result) =
+            post(app(recorder), "/queue-events", r#"{"Data":{"msg":"x"}}"#).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            result.logs[0].contains("connection refused"),
+            "{:?}",
+            result.logs
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_invocation_is_dead_lettered_and_acknowledged() {
+        let recorder = Arc::new(Recorder::default());
+        let (status, _, result) = post(app(recorder.clone()), "/queue-events", "garbage").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            result.logs[0].contains("dead_lettered=1"),
+            "{:?}",
+            result.logs
+        );
+        let plans = recorder.plans.lock().unwrap();
+        assert_eq!(plans[0].0.rejects[0].raw.as_deref(), Some("garbage"));
+    }
+
+    #[tokio::test]
+    async fn event_hub_fails_only_while_its_retry_policy_has_attempts_left() {
+        let recorder = Arc::new(Recorder::default());
+        let events = r#""[\"{}\"]""#;
+        for (metadata, expected) in [
+            (r#"{}"#, TransientPolicy::DeadLetter),
+            (
+                r#"{"RetryContext":{"RetryCount":0,"MaxRetryCount":5}}"#,
+                TransientPolicy::Fail,
+            ),
+            (
+                r#"{"RetryContext":{"RetryCount":5,"MaxRetryCount":5}}"#,
+                TransientPolicy::DeadLetter,
+            ),
+        ] {
+            let body = format!(r#"{{"Data":{{"events":{events}}},"Metadata":{metadata}}}"#);
+            let (status, _, _) = post(app(recorder.clone()), "/eventhub-events", &body).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                recorder.plans.lock().unwrap().last().unwrap().1,
+                expected,
+                "{metadata}"
+            );
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The seam between the trigger handlers (pure: invocation in, plan out) and the relay (I/O).
+//!
+//! A [`Plan`] is what one invocation asks for: inputs to decode and send, and entries the handler
+//! already knows are undeliverable (a blob that is not base64, an empty queue message). The
+//! [`Forwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
+//! share batches instead of costing a request each.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use logrelay::dead_letter::{raw_text, DeadLetterEntry};
+use logrelay::ingest::{Report, TransientPolicy};
+use logrelay::Result;
+
+/// A boxed future for the dyn-compatible trait.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One byte source to decode (any Keeper container: JSON, NDJSON, CSV, syslog, gzip).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Input {
+    pub(crate) bytes: Bytes,
+    /// Names it in dead letters and messages: `queue message <id>`, the blob URI, `eventhub ...`.
+    pub(crate) source: String,
+}
+
+/// What one invocation sends.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) inputs: Vec<Input>,
+    pub(crate) rejects: Vec<DeadLetterEntry>,
+}
+
+impl Plan {
+    /// A plan with one input.
+    pub(crate) fn input(bytes: impl Into<Bytes>, source: impl Into<String>) -> Plan {
+        Plan {
+            inputs: vec![Input {
+                bytes: bytes.into(),
+                source: source.into(),
+            }],
+            rejects: Vec::new(),
+        }
+    }
+
+    /// A plan that dead-letters `raw` with `reason`.
+    pub(crate) fn reject(reason: impl Into<String>, source: impl Into<String>, raw: &[u8]) -> Plan {
+        Plan {
+            inputs: Vec::new(),
+            rejects: vec![rejected(reason, source, None, raw)],
+        }
+    }
+}
+
+/// A dead-letter entry for input the handler could not even hand to the decoder. `raw` is
+/// capped by [`raw_text`] (queue messages, at most 64 KiB, stay whole; a huge undecodable blob
+/// stays in its container, named by `source`).
+pub(crate) fn rejected(
+    reason: impl Into<String>,
+    source: impl Into<String>,
+    record: Option<u64>,
+    raw: &[u8],
+) -> DeadLetterEntry {
+    DeadLetterEntry {
+        reason: reason.into(),
+        source: source.into(),
+        record,
+        event: None,
+        raw: Some(raw_text(raw)),
+    }
+}
+
+/// Runs a plan: decode every input, send the rows, dead-letter what cannot be delivered.
+pub(crate) trait Forwarder: Send + Sync + std::fmt::Debug {
+    /// One ingestion session for the whole plan. Err means nothing can be promised (token
+    /// transport, dead letter unwritable): the invocation must fail so the host retries.
+    fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>>;
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A recording forwarder for handler tests.
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records every plan; answers with a report that counts inputs as delivered events.
+    #[derive(Debug, Default)]
+    pub(crate) struct Recorder {
+        pub(crate) plans: Mutex<Vec<(Plan, TransientPolicy)>>,
+        /// When set, `forward` fails with this error instead.
+        pub(crate) fail_with: Mutex<Option<logrelay::Error>>,
+        /// When set, every input counts as failed transiently.
+        pub(crate) transient_failure: bool,
+    }
+
+    impl Forwarder for Recorder {
+        fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
+            Box::pin(async move {
+                if let Some(error) = self.fail_with.lock().unwrap().take() {
+                    return Err(error);
+                }
+                let inputs = plan.inputs.len() as u64;
+                let rejects = plan.rejects.len() as u64;
+                let mut report = Report {
+                    events_in: inputs + rejects,
+                    dead_lettered: rejects,
+                    ..Report::default()
+                };
+                if self.transient_failure && transient == TransientPolicy::Fail {
+                    report.failed_transient = inputs;
+                } else {
+                    report.delivered = inputs;
+                }
+                self.plans.lock().unwrap().push((plan, transient));
+                Ok(report)
+            })
+        }
+    }
+}
