@@ -181,7 +181,9 @@ impl Diagnosis {
                 out.push_str(&format!("    note: {note}\n"));
             }
             if let Some(fix) = &step.fix {
-                out.push_str(&format!("    fix: {fix}\n"));
+                for line in fix.lines() {
+                    out.push_str(&format!("    fix: {line}\n"));
+                }
             }
             if let Some(portal) = step.portal {
                 out.push_str(&format!("    where: {portal}\n"));
@@ -599,6 +601,15 @@ pub fn probe_row(now: chrono::DateTime<chrono::Utc>) -> Value {
 pub type ProviderFactory<'a> =
     &'a (dyn Fn(&Config, &reqwest::Client) -> crate::Result<Arc<dyn TokenProvider>> + Sync);
 
+/// The provider the configuration names (client secret or managed identity), as the CLI
+/// uses it. A Secrets Manager ARN needs the AWS functions' secret source, so it is refused here.
+pub fn configured_provider(
+    config: &Config,
+    http: &reqwest::Client,
+) -> crate::Result<Arc<dyn TokenProvider>> {
+    crate::auth::build_provider(&config.auth, http.clone(), None)
+}
+
 /// Runs every step in order; a failure marks the later steps skipped.
 pub async fn diagnose(
     lookup: &(dyn Fn(&str) -> Option<String> + Sync),
@@ -613,8 +624,19 @@ pub async fn diagnose(
         steps.push(Step::failed(
             1,
             format!("missing: {}", missing.join(", ")),
-            format!("set {}", missing.join("; ")),
-            portal::APP_REGISTRATION,
+            missing
+                .iter()
+                .map(|variable| format!("set {variable}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            if missing
+                .iter()
+                .all(|name| name.starts_with("LOGS_INGESTION"))
+            {
+                portal::ENDPOINT_URL
+            } else {
+                portal::APP_REGISTRATION
+            },
         ));
         return Diagnosis::from_steps(steps);
     }
@@ -633,7 +655,7 @@ pub async fn diagnose(
                     Step::failed(
                         2,
                         endpoint_raw.clone(),
-                        problems.join("; "),
+                        problems.join("\n"),
                         portal::ENDPOINT_URL,
                     )
                     .with_notes(findings.notes),
@@ -664,7 +686,7 @@ pub async fn diagnose(
             Step::failed(
                 2,
                 endpoint_raw,
-                findings.problems.join("; "),
+                findings.problems.join("\n"),
                 portal::ENDPOINT_URL,
             )
             .with_notes(findings.notes),
@@ -766,8 +788,10 @@ fn describe_config(config: &Config) -> String {
         },
     };
     format!(
-        "tenant {}, client {}, {credential}, cloud {:?}",
-        config.auth.tenant_id, config.auth.client_id, config.auth.cloud
+        "tenant {}, client {}, {credential}, cloud {}",
+        config.auth.tenant_id,
+        config.auth.client_id,
+        config.auth.cloud.name()
     )
 }
 

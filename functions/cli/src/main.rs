@@ -1,7 +1,9 @@
 //! `logrelay`: send Keeper audit events to Azure Monitor Logs from files or stdin, diagnose a
 //! configuration, print the table schema. `main` only parses arguments and dispatches.
 
+mod doctor;
 mod generate;
+mod token;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -44,6 +46,23 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Check every link (configuration, endpoint URL, network, token, a probe ingestion call)
+    /// and say what to fix and where.
+    Doctor {
+        /// Print the steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a token and show its audience, tenant, app id and expiry (never the token itself
+    /// unless --show).
+    Token {
+        /// Also print the token (it is a credential: handle with care).
+        #[arg(long)]
+        show: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write synthetic Keeper events (tests, benchmarks, `make run`).
     #[command(hide = true)]
     Generate {
@@ -82,6 +101,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::Doctor { json } => block_on(doctor::run(json)),
+        Command::Token { show, json } => block_on(token::run(show, json)),
         Command::Schema { stream, table } => {
             let document = logrelay::schema::document(&stream, &table);
             print_json(&document)?;
@@ -122,8 +143,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// Runs an async command on a multi-threaded runtime.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?
+        .block_on(future)
+}
+
 /// Pretty JSON on stdout.
-fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     println!("{text}");
     Ok(())

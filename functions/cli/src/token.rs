@@ -1,0 +1,48 @@
+//! `logrelay token`: fetch a token with the configured identity and show what it is for
+//! (audience, tenant, app id, expiry). The token itself only with `--show`.
+
+use std::process::ExitCode;
+
+use logrelay::config::Config;
+use logrelay::diagnose::{describe_token, explain_token_error};
+
+/// Runs the command; `Err` is a configuration problem (exit 2).
+pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
+    let config = Config::from_env().map_err(|error| error.to_string())?;
+    let http = logrelay::http::build_client(config.tuning.request_timeout)
+        .map_err(|error| error.to_string())?;
+    let provider = logrelay::auth::build_provider(&config.auth, http, None)
+        .map_err(|error| error.to_string())?;
+    let token = match provider.fetch().await {
+        Ok(token) => token,
+        Err(error) => {
+            let advice = explain_token_error(&error);
+            eprintln!("logrelay: {error}");
+            eprintln!("  fix: {}", advice.fix);
+            eprintln!("  where: {}", advice.portal);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let facts = describe_token(&token);
+    if json {
+        let mut value = serde_json::to_value(&facts).map_err(|error| error.to_string())?;
+        if show {
+            value["token"] = serde_json::Value::String(token.secret.expose().to_string());
+        }
+        crate::print_json(&value)?;
+    } else {
+        let or_unknown = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".into());
+        println!("audience  {}", or_unknown(&facts.audience));
+        println!("tenant    {}", or_unknown(&facts.tenant));
+        println!("app id    {}", or_unknown(&facts.app_id));
+        println!(
+            "expires   {} (in {} min)",
+            facts.expires_at,
+            facts.expires_in_secs / 60
+        );
+        if show {
+            println!("token     {}", token.secret.expose());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
