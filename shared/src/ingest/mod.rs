@@ -7,7 +7,7 @@ pub mod pack;
 pub mod retry;
 mod send;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Session behaviour against a scripted HTTP server on 127.0.0.1, with the real reqwest client.
 //!
 //! OWNER: core-ingest helper. The full-protocol tests against the Azure emulator live in
-//! `tests/tests/ingest_e2e.rs`; these pin the session's own decisions one at a time.
+//! `tests/tests/ingest_e2e.rs`; these pin the session's own decisions one at a time. The
+//! scripted server is shared with the relay tests.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,12 +21,12 @@ use crate::secret::Secret;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    wire_bytes: usize,
-    json_bytes: usize,
-    rows: Vec<Value>,
-    at: Instant,
+pub(crate) struct Seen {
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) wire_bytes: usize,
+    pub(crate) json_bytes: usize,
+    pub(crate) rows: Vec<Value>,
+    pub(crate) at: Instant,
 }
 
 impl Seen {
@@ -38,14 +39,14 @@ impl Seen {
 }
 
 /// The scripted answer.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: String,
+    pub(crate) delay: Duration,
 }
 
-fn reply(status: u16) -> Reply {
+pub(crate) fn reply(status: u16) -> Reply {
     Reply {
         status,
         headers: Vec::new(),
@@ -56,14 +57,16 @@ fn reply(status: u16) -> Reply {
 
 type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
 
-struct Server {
+pub(crate) struct Server {
     url: url::Url,
     seen: Arc<Mutex<Vec<Seen>>>,
     max_in_flight: Arc<AtomicUsize>,
 }
 
 impl Server {
-    async fn start(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Server {
+    pub(crate) async fn start(
+        script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -97,7 +100,7 @@ impl Server {
         }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -165,7 +168,7 @@ async fn serve(stream: tokio::net::TcpStream, seen: &Mutex<Vec<Seen>>, script: &
 
 /// Hands out `token-1`, `token-2`, ... valid for an hour, counting fetches.
 #[derive(Debug, Default)]
-struct CountingProvider(AtomicU64);
+pub(crate) struct CountingProvider(AtomicU64);
 
 impl TokenProvider for CountingProvider {
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken>> {
@@ -181,7 +184,7 @@ impl TokenProvider for CountingProvider {
     }
 }
 
-fn tuning(batch_bytes: usize) -> Tuning {
+pub(crate) fn tuning(batch_bytes: usize) -> Tuning {
     Tuning {
         batch_bytes,
         request_timeout: Duration::from_secs(5),
@@ -189,7 +192,7 @@ fn tuning(batch_bytes: usize) -> Tuning {
     }
 }
 
-fn ingestor(server: &Server, tuning: Tuning) -> Ingestor {
+pub(crate) fn ingestor(server: &Server, tuning: Tuning) -> Ingestor {
     let tokens = Arc::new(TokenCache::new(
         Arc::new(CountingProvider::default()),
         Arc::new(SystemClock),
