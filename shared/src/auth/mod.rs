@@ -339,3 +339,312 @@ pub fn build_provider(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{Cloud, Credential};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn start() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// Counts fetches; token `n` is `token-n`, issued now by the shared clock.
+    #[derive(Debug)]
+    struct CountingProvider {
+        clock: Arc<ManualClock>,
+        lifetime: Duration,
+        delay: Duration,
+        calls: AtomicU64,
+        /// Scripted failures, consumed one per fetch before tokens are issued.
+        failures: Mutex<VecDeque<Error>>,
+    }
+
+    impl CountingProvider {
+        fn new(clock: &Arc<ManualClock>, lifetime: Duration) -> Self {
+            CountingProvider {
+                clock: clock.clone(),
+                lifetime,
+                delay: Duration::ZERO,
+                calls: AtomicU64::new(0),
+                failures: Mutex::new(VecDeque::new()),
+            }
+        }
+
+        fn slow(mut self, delay: Duration) -> Self {
+            self.delay = delay;
+            self
+        }
+
+        fn failing_first(self, error: Error) -> Self {
+            self.failures.lock().unwrap().push_back(error);
+            self
+        }
+    }
+
+    impl TokenProvider for CountingProvider {
+        fn fetch(&self) -> BoxFuture<'_, Result<AccessToken>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if !self.delay.is_zero() {
+                    tokio::time::sleep(self.delay).await;
+                }
+                if let Some(error) = self.failures.lock().unwrap().pop_front() {
+                    return Err(error);
+                }
+                let now = self.clock.now();
+                Ok(AccessToken {
+                    secret: Secret::new(format!("token-{n}")),
+                    issued_at: now,
+                    expires_at: now + self.lifetime,
+                })
+            })
+        }
+    }
+
+    fn cache_over(
+        provider: CountingProvider,
+        clock: &Arc<ManualClock>,
+    ) -> (Arc<TokenCache>, Arc<CountingProvider>) {
+        let provider = Arc::new(provider);
+        let cache = TokenCache::new(provider.clone(), clock.clone());
+        (Arc::new(cache), provider)
+    }
+
+    fn throttled() -> Error {
+        Error::Token {
+            code: "AADSTS90055".into(),
+            advice: "throttled".into(),
+            permanent: false,
+        }
+    }
+
+    #[test]
+    fn refresh_is_five_minutes_early_or_at_half_life_for_short_tokens() {
+        let t = start();
+        let cases = [
+            // (lifetime, refresh after issue)
+            (Duration::from_secs(3599), Duration::from_secs(3299)),
+            (Duration::from_secs(5400), Duration::from_secs(5100)),
+            (Duration::from_secs(600), Duration::from_secs(300)),
+            (Duration::from_secs(599), Duration::from_millis(299_500)),
+            (Duration::from_secs(360), Duration::from_secs(180)),
+            (Duration::from_secs(240), Duration::from_secs(120)),
+            (Duration::ZERO, Duration::ZERO),
+        ];
+        for (lifetime, after) in cases {
+            assert_eq!(refresh_at(t, t + lifetime), t + after, "{lifetime:?}");
+        }
+        // Expiry before issue (a confused clock): due at once.
+        assert_eq!(refresh_at(t, t - MINUTE), t);
+    }
+
+    #[tokio::test]
+    async fn the_first_get_fetches_and_later_gets_reuse_the_token_until_its_refresh_point() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let (cache, _) = cache_over(CountingProvider::new(&clock, 60 * MINUTE), &clock);
+        let first = cache.get().await.unwrap();
+        assert_eq!(first.secret.expose(), "token-1");
+        clock.advance(54 * MINUTE);
+        let again = cache.get().await.unwrap();
+        assert_eq!(again.secret.expose(), "token-1");
+        assert_eq!(cache.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_replaced_once_the_clock_reaches_its_refresh_point() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let (cache, _) = cache_over(CountingProvider::new(&clock, 60 * MINUTE), &clock);
+        cache.get().await.unwrap();
+        clock.advance(55 * MINUTE);
+        let refreshed = cache.get().await.unwrap();
+        assert_eq!(refreshed.secret.expose(), "token-2");
+        assert_eq!(cache.fetches(), 2);
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-2");
+        assert_eq!(cache.fetches(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_concurrent_gets_cause_exactly_one_fetch() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let provider = CountingProvider::new(&clock, 60 * MINUTE).slow(Duration::from_millis(50));
+        let (cache, provider) = cache_over(provider, &clock);
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get().await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().secret.expose(), "token-1");
+        }
+        assert_eq!(cache.fetches(), 1);
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn invalidating_the_cached_token_forces_exactly_one_new_fetch() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let (cache, _) = cache_over(CountingProvider::new(&clock, 60 * MINUTE), &clock);
+        let old = cache.get().await.unwrap();
+        cache.invalidate(&old);
+        let new = cache.get().await.unwrap();
+        assert_eq!(new.secret.expose(), "token-2");
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-2");
+        assert_eq!(cache.fetches(), 2);
+        // A late 401 for the old token must not throw away the new one.
+        cache.invalidate(&old);
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-2");
+        assert_eq!(cache.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_returns_its_error_and_the_next_get_tries_again() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let provider = CountingProvider::new(&clock, 60 * MINUTE).failing_first(throttled());
+        let (cache, _) = cache_over(provider, &clock);
+        let error = cache.get().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Token { code, .. } if code == "AADSTS90055"),
+            "{error:?}"
+        );
+        assert!(error.is_transient());
+        let token = cache.get().await.unwrap();
+        assert_eq!(token.secret.expose(), "token-2");
+        assert_eq!(cache.fetches(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_queued_behind_a_failed_fetch_share_its_error_instead_of_refetching() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let provider = CountingProvider::new(&clock, 60 * MINUTE)
+            .slow(Duration::from_millis(50))
+            .failing_first(throttled());
+        let (cache, _) = cache_over(provider, &clock);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get().await })
+            })
+            .collect();
+        for task in tasks {
+            let error = task.await.unwrap().unwrap_err();
+            assert!(
+                matches!(error, Error::Token { ref code, .. } if code == "AADSTS90055"),
+                "{error:?}"
+            );
+        }
+        assert_eq!(cache.fetches(), 1);
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-2");
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_never_returned() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let (cache, _) = cache_over(CountingProvider::new(&clock, 60 * MINUTE), &clock);
+        cache.get().await.unwrap();
+        clock.advance(2 * 60 * MINUTE);
+        let token = cache.get().await.unwrap();
+        assert_eq!(token.secret.expose(), "token-2");
+        assert!(clock.now() < token.expires_at);
+
+        // A provider handing out dead tokens gets an error, not a dead token passed along.
+        let (cache, _) = cache_over(CountingProvider::new(&clock, Duration::ZERO), &clock);
+        let error = cache.get().await.unwrap_err();
+        assert!(
+            matches!(error, Error::TokenTransport { ref reason, .. } if reason.contains("already expired")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_short_lived_token_is_reused_until_half_life() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let (cache, _) = cache_over(CountingProvider::new(&clock, 4 * MINUTE), &clock);
+        cache.get().await.unwrap();
+        clock.advance(Duration::from_secs(119));
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-1");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(cache.get().await.unwrap().secret.expose(), "token-2");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_hangs_times_out_as_a_transport_error() {
+        let clock = Arc::new(ManualClock::new(start()));
+        let provider =
+            Arc::new(CountingProvider::new(&clock, 60 * MINUTE).slow(Duration::from_secs(5)));
+        let cache =
+            TokenCache::new(provider, clock.clone()).with_load_timeout(Duration::from_millis(20));
+        let error = cache.get().await.unwrap_err();
+        assert!(matches!(error, Error::TokenTransport { .. }), "{error:?}");
+        assert!(error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_static_secret_is_the_same_when_refreshed() {
+        let source = StaticSecret(Secret::new("s3cr3t-value"));
+        assert_eq!(
+            source.client_secret(false).await.unwrap(),
+            source.client_secret(true).await.unwrap()
+        );
+        assert!(!format!("{source:?}").contains("s3cr3t-value"));
+    }
+
+    fn auth(credential: Credential) -> AuthConfig {
+        AuthConfig {
+            cloud: Cloud::UsGovernment,
+            tenant_id: "tenant".into(),
+            client_id: "client".into(),
+            credential,
+            authority_host: url::Url::parse("https://login.microsoftonline.us").unwrap(),
+            scope: Cloud::UsGovernment.scope().into(),
+        }
+    }
+
+    #[test]
+    fn a_secret_arn_without_a_secrets_manager_source_is_refused() {
+        let config = auth(Credential::SecretArn(
+            "arn:aws:secretsmanager:us-east-1:1:secret:x".into(),
+        ));
+        let error = build_provider(&config, reqwest::Client::new(), None).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("AZURE_CLIENT_SECRET_ARN needs a Secrets Manager source"),
+            "{message}"
+        );
+        assert!(
+            message.contains("set AZURE_CLIENT_SECRET for the CLI"),
+            "{message}"
+        );
+        let source: Arc<dyn SecretSource> = Arc::new(StaticSecret(Secret::new("x")));
+        assert!(build_provider(&config, reqwest::Client::new(), Some(source)).is_ok());
+    }
+
+    #[test]
+    fn providers_are_built_for_each_credential_without_showing_secrets() {
+        let secret = auth(Credential::ClientSecret(Secret::new("client-secret-value")));
+        let provider = build_provider(&secret, reqwest::Client::new(), None).unwrap();
+        let debug = format!("{provider:?}");
+        assert!(debug.contains("ClientSecretProvider"), "{debug}");
+        assert!(!debug.contains("client-secret-value"), "{debug}");
+        assert_eq!(provider.endpoint_host(), "login.microsoftonline.us");
+
+        let identity = auth(Credential::ManagedIdentity {
+            endpoint: url::Url::parse("http://localhost:8081/msi/token").unwrap(),
+            header: Secret::new("identity-header-value"),
+            client_id: None,
+        });
+        let provider = build_provider(&identity, reqwest::Client::new(), None).unwrap();
+        let debug = format!("{provider:?}");
+        assert!(debug.contains("ManagedIdentityProvider"), "{debug}");
+        // The identity endpoint takes the resource, not the `/.default` scope.
+        assert!(debug.contains("\"https://monitor.azure.us\""), "{debug}");
+        assert!(!debug.contains("identity-header-value"), "{debug}");
+    }
+}
