@@ -2,6 +2,27 @@
 //! converted to table rows.
 //!
 //! OWNER: keeper-schema helper. The public API below is the contract [`crate::relay`] uses.
+//!
+//! Decisions (each covered by `shared/tests/keeper_shapes.rs`):
+//! - The container comes from the content: gzip magic; then the first significant byte
+//!   (`[` array, `{` object(s), `<` syslog); otherwise a first line that is JSON means NDJSON
+//!   and anything else is a CSV header. A `{` whose object ends on its first line means NDJSON
+//!   (framed by lines); otherwise the input is read as concatenated, possibly pretty, values.
+//! - Event time: a syslog header timestamp when present, else the first of `timestamp`,
+//!   `created`, `TimeGenerated` that parses. Time fields naming the same instant are consumed;
+//!   a different one stays in `data`. No time at all rejects the event (never "now").
+//! - Nothing is dropped: non-column fields, and column fields of the wrong type, go to `data`
+//!   under their own key; a `data` that is not an object goes to `data._data` (`null` counts
+//!   as absent); a key clash with a different value keeps both, the top-level one as `_key`.
+//! - An empty CSV cell is an absent field (CSV has a column for every field of every event).
+//! - Syslog header fields other than the time (host, app, procid, msgid) are transport, not
+//!   event fields, and are not kept; Commander's structured-data params are the event fields.
+//! - `EventId` is Keeper's `id` when the event has one. Otherwise it is the first 32 hex
+//!   digits of the SHA-256 of the compact JSON of the normalised push-form event, keys sorted
+//!   at every level: `audit_event, category, client_version, data, enterprise_id,
+//!   remote_address, timestamp, username` (absent columns left out, `timestamp` as
+//!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). So the same event gets the same
+//!   id in every shape and container that carries the same information.
 
 mod csv;
 mod frame;
