@@ -7,12 +7,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use logrelay::dead_letter::{raw_text, DeadLetterEntry};
-use logrelay::ingest::{Report, TransientPolicy};
-use logrelay::Result;
+use logrelay::ingest::{Report, SessionOptions, TransientPolicy};
+use logrelay::relay::Relay;
+use logrelay::{Error, Result};
 
 /// A boxed future for the dyn-compatible trait.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -76,6 +78,73 @@ pub(crate) trait Forwarder: Send + Sync + std::fmt::Debug {
     /// One ingestion session for the whole plan. Err means nothing can be promised (token
     /// transport, dead letter unwritable): the invocation must fail so the host retries.
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>>;
+}
+
+/// The production forwarder: the shared relay, one session per invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct RelayForwarder {
+    relay: Relay,
+    /// How long one invocation may keep retrying (`LOGRELAY_DEADLINE_SECS`).
+    deadline: Duration,
+}
+
+impl RelayForwarder {
+    /// Wraps `relay`; each invocation gives up retrying after `deadline`.
+    pub(crate) fn new(relay: Relay, deadline: Duration) -> Self {
+        RelayForwarder { relay, deadline }
+    }
+}
+
+impl Forwarder for RelayForwarder {
+    fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
+        Box::pin(async move {
+            let options = SessionOptions {
+                deadline: Some(Instant::now() + self.deadline),
+                transient,
+            };
+            let mut session = self.relay.session(options);
+            let mut failure = None;
+            for entry in plan.rejects {
+                if let Err(error) = session.reject(entry).await {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            for input in plan.inputs {
+                if failure.is_some() {
+                    break;
+                }
+                let raw = input.bytes.clone();
+                let forwarded = self
+                    .relay
+                    .forward_into(&mut session, raw.clone().reader(), input.source.clone())
+                    .await;
+                match forwarded {
+                    Ok(()) => {}
+                    // The dead letter is unwritable: nothing can be promised, fail the invocation.
+                    Err(error @ Error::DeadLetter { .. }) => failure = Some(error),
+                    // The bytes are in memory, so a read error is bad content (corrupt gzip, a
+                    // gzip bomb): retrying cannot help. Keep the input in the dead letter.
+                    Err(error) => {
+                        let entry = rejected(
+                            format!("{error} (rows decoded before this point were delivered)"),
+                            input.source,
+                            None,
+                            &raw,
+                        );
+                        if let Err(error) = session.reject(entry).await {
+                            failure = Some(error);
+                        }
+                    }
+                }
+            }
+            let report = session.finish().await?;
+            match failure {
+                Some(error) => Err(error),
+                None => Ok(report),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Azure Functions custom handler: the Keeper relay behind the Functions host.
-#![allow(dead_code)]
+//!
+//! The host starts this binary with `FUNCTIONS_CUSTOMHANDLER_PORT`, polls `GET /` until it
+//! answers, then POSTs one request per invocation to `/<function name>` (queue, blob, Event
+//! Hub) or proxies the original HTTP request (`/events`). Everything expensive (config, HTTP
+//! client, token cache, relay) is built once here and shared by every invocation.
 
 mod app;
 mod blob;
@@ -7,5 +11,95 @@ mod eventhub;
 mod forward;
 mod invocation;
 mod queue;
+mod settings;
 
-fn main() {}
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use logrelay::config::Config;
+use logrelay::dead_letter::LocalDirDeadLetter;
+use logrelay::keeper::DecodeOptions;
+use logrelay::relay::Relay;
+
+use crate::app::AppState;
+use crate::forward::RelayForwarder;
+use crate::settings::Settings;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logrelay::telemetry::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "The custom handler cannot start.");
+            eprintln!("azure-handler: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> logrelay::Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = Settings::from_lookup(env)?;
+    let config = Config::from_env()?;
+    let dead_letter = Arc::new(LocalDirDeadLetter::new(settings.dead_letter_dir.clone()));
+    let decode = DecodeOptions {
+        schema: settings.schema.clone(),
+        max_decompressed_bytes: config.tuning.max_decompressed_bytes,
+        now: SystemTime::now(),
+    };
+    let relay = Relay::from_config(&config, dead_letter, decode, None).await?;
+    tracing::info!(
+        credential = %config.auth.credential.describe(),
+        endpoint = %config.endpoint.upload_url(),
+        dead_letter = %settings.dead_letter_dir.display(),
+        port = settings.port,
+        "Custom handler configured."
+    );
+    let state = AppState {
+        forwarder: Arc::new(RelayForwarder::new(relay, config.tuning.deadline)),
+        queue_encoding: settings.queue_encoding,
+    };
+    let router = app::routes(state);
+    // The host talks to us on loopback only; the port "isn't the public facing port" (§5.1).
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| logrelay::Error::Io {
+            what: format!("listening socket {address}"),
+            source,
+        })?;
+    tracing::info!(%address, "Custom handler listening.");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|source| logrelay::Error::Io {
+            what: format!("HTTP server on {address}"),
+            source,
+        })
+}
+
+/// Resolves on SIGTERM (the host stopping the worker) or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("Custom handler stopping.");
+}

@@ -1,0 +1,139 @@
+//! The handler's own settings (beyond [`logrelay::config::Config`]), read once at start-up.
+
+use std::path::PathBuf;
+
+use logrelay::keeper::SchemaMode;
+use logrelay::{Error, Result};
+
+use crate::queue::BodyEncoding;
+
+/// Port for local runs when the host did not set one. The host always sets
+/// `FUNCTIONS_CUSTOMHANDLER_PORT` (azure-monitor-protocol.md §5.1).
+pub(crate) const DEFAULT_PORT: u16 = 8080;
+
+/// Default dead-letter directory on Azure: `/home` is the app's persistent, writable share,
+/// while `wwwroot` is read-only when the app runs from a package.
+pub(crate) const AZURE_DEAD_LETTER_DIR: &str = "/home/data/logrelay/dead-letter";
+
+/// Settings read from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    pub(crate) port: u16,
+    pub(crate) dead_letter_dir: PathBuf,
+    pub(crate) schema: SchemaMode,
+    pub(crate) queue_encoding: BodyEncoding,
+}
+
+impl Settings {
+    /// Reads the settings through `lookup` (the process environment in `main`, a map in tests).
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            None => DEFAULT_PORT,
+            Some(value) => value.trim().parse().map_err(|_| Error::InvalidConfig {
+                name: "FUNCTIONS_CUSTOMHANDLER_PORT".into(),
+                reason: format!("`{value}` is not a port number"),
+            })?,
+        };
+        let dead_letter_dir = match get("LOGRELAY_DEAD_LETTER") {
+            Some(value) if value.contains("://") => {
+                return Err(Error::InvalidConfig {
+                    name: "LOGRELAY_DEAD_LETTER".into(),
+                    reason: format!(
+                        "`{value}` is a URL; the Azure handler writes dead letters to a directory \
+                         (e.g. {AZURE_DEAD_LETTER_DIR}, or an Azure Files mount)"
+                    ),
+                })
+            }
+            Some(dir) => PathBuf::from(dir),
+            None if get("WEBSITE_SITE_NAME").is_some() => PathBuf::from(AZURE_DEAD_LETTER_DIR),
+            None => get("FUNCTIONS_APP_ROOT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("dead-letter"),
+        };
+        let schema = match get("LOGRELAY_SCHEMA").as_deref().map(str::trim) {
+            None => SchemaMode::Keeper,
+            Some(mode) if mode.eq_ignore_ascii_case("keeper") => SchemaMode::Keeper,
+            Some(mode) if mode.eq_ignore_ascii_case("passthrough") => SchemaMode::Passthrough {
+                time_field: get("LOGRELAY_TIME_FIELD").unwrap_or_else(|| "timestamp".into()),
+            },
+            Some(other) => {
+                return Err(Error::InvalidConfig {
+                    name: "LOGRELAY_SCHEMA".into(),
+                    reason: format!("`{other}` is not `keeper` or `passthrough`"),
+                })
+            }
+        };
+        let queue_encoding = BodyEncoding::parse(get("LOGRELAY_QUEUE_BODY_ENCODING").as_deref())?;
+        Ok(Settings {
+            port,
+            dead_letter_dir,
+            schema,
+            queue_encoding,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn local_runs_default_to_port_8080_and_a_dead_letter_dir_under_the_app_root() {
+        let local = settings(&[("FUNCTIONS_APP_ROOT_PATH", "/app")]).unwrap();
+        assert_eq!(local.port, 8080);
+        assert_eq!(local.dead_letter_dir, PathBuf::from("/app/dead-letter"));
+        assert_eq!(local.schema, SchemaMode::Keeper);
+        assert_eq!(local.queue_encoding, BodyEncoding::None);
+    }
+
+    #[test]
+    fn on_azure_the_dead_letter_defaults_to_the_persistent_home_share() {
+        let azure = settings(&[
+            ("WEBSITE_SITE_NAME", "keeper-relay"),
+            ("FUNCTIONS_APP_ROOT_PATH", "/home/site/wwwroot"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "41234"),
+        ])
+        .unwrap();
+        assert_eq!(azure.port, 41234);
+        assert_eq!(azure.dead_letter_dir, PathBuf::from(AZURE_DEAD_LETTER_DIR));
+    }
+
+    #[test]
+    fn explicit_settings_win_and_bad_ones_are_named() {
+        let explicit = settings(&[
+            ("LOGRELAY_DEAD_LETTER", "/mnt/dl"),
+            ("LOGRELAY_SCHEMA", "passthrough"),
+            ("LOGRELAY_TIME_FIELD", "ts"),
+            ("LOGRELAY_QUEUE_BODY_ENCODING", "base64"),
+        ])
+        .unwrap();
+        assert_eq!(explicit.dead_letter_dir, PathBuf::from("/mnt/dl"));
+        assert_eq!(
+            explicit.schema,
+            SchemaMode::Passthrough {
+                time_field: "ts".into()
+            }
+        );
+        assert_eq!(explicit.queue_encoding, BodyEncoding::Base64);
+        for (name, value) in [
+            ("LOGRELAY_DEAD_LETTER", "s3://bucket/dl/"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "http"),
+            ("LOGRELAY_SCHEMA", "csv"),
+        ] {
+            let error = settings(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
+}
