@@ -3,6 +3,7 @@
 
 mod doctor;
 mod generate;
+mod send;
 mod token;
 
 use std::fs::File;
@@ -31,6 +32,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Send Keeper events from files or stdin (JSON array, NDJSON, CSV, syslog, gzip or not)
+    /// in one session; exits 0 only when every event was delivered.
+    Send {
+        /// Input files; `-` (or none) reads stdin.
+        files: Vec<String>,
+        /// Where undeliverable events go, as NDJSON with the reason beside each (created
+        /// only when needed).
+        #[arg(
+            long,
+            env = "LOGRELAY_DEAD_LETTER",
+            default_value = "./logrelay-dead-letter"
+        )]
+        dead_letter: PathBuf,
+        /// How records become rows.
+        #[arg(long, value_enum, env = "LOGRELAY_SCHEMA", default_value = "keeper")]
+        schema: send::Schema,
+        /// Passthrough: the field TimeGenerated is taken from.
+        #[arg(long, env = "LOGRELAY_TIME_FIELD")]
+        time_field: Option<String>,
+        /// Print the report as JSON on stdout instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the stream declaration, table columns, transform and data sample as JSON.
     Schema {
         /// DCR stream name.
@@ -101,6 +125,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::Send {
+            files,
+            dead_letter,
+            schema,
+            time_field,
+            json,
+        } => block_on(send::run(send::SendArgs {
+            inputs: files,
+            dead_letter,
+            schema,
+            time_field,
+            json,
+        })),
         Command::Doctor { json } => block_on(doctor::run(json)),
         Command::Token { show, json } => block_on(token::run(show, json)),
         Command::Schema { stream, table } => {

@@ -1,0 +1,296 @@
+//! `logrelay send`: local files or stdin, any Keeper container and shape, forwarded in one
+//! session with the environment's configuration; a summary at the end.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::ValueEnum;
+use logrelay::config::Config;
+use logrelay::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
+use logrelay::ingest::{Report, SessionOptions};
+use logrelay::keeper::{DecodeOptions, SchemaMode};
+use logrelay::relay::Relay;
+
+/// How often the progress line is redrawn on a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// How many dead-letter reasons the summary lists.
+const TOP_REASONS: usize = 5;
+
+/// `--schema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Schema {
+    /// Keeper events of any shape become Keeper table rows.
+    Keeper,
+    /// Other JSON objects are forwarded as they are (needs --time-field).
+    Passthrough,
+}
+
+/// What `send` was asked to do.
+#[derive(Debug, Clone)]
+pub(crate) struct SendArgs {
+    pub(crate) inputs: Vec<String>,
+    pub(crate) dead_letter: PathBuf,
+    pub(crate) schema: Schema,
+    pub(crate) time_field: Option<String>,
+    pub(crate) json: bool,
+}
+
+/// One input, opened.
+struct Input {
+    name: String,
+    reader: Box<dyn Read + Send>,
+    size: Option<u64>,
+}
+
+/// Opens every input before sending anything, so a typo fails fast.
+fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
+    let names: Vec<String> = if names.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        names.to_vec()
+    };
+    if names.iter().filter(|name| *name == "-").count() > 1 {
+        return Err("stdin (`-`) can be given only once".into());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            if name == "-" {
+                return Ok(Input {
+                    name: "stdin".into(),
+                    reader: Box::new(io::stdin()),
+                    size: None,
+                });
+            }
+            let file = File::open(&name).map_err(|error| format!("cannot open {name}: {error}"))?;
+            let size = file.metadata().ok().map(|meta| meta.len());
+            Ok(Input {
+                name,
+                reader: Box::new(file),
+                size,
+            })
+        })
+        .collect()
+}
+
+/// Counts the bytes read, for the progress line.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Runs `send`; `Err` is a configuration or argument problem (exit 2).
+pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
+    let config = Config::from_env().map_err(|error| error.to_string())?;
+    let schema = match (args.schema, args.time_field) {
+        (Schema::Keeper, _) => SchemaMode::Keeper,
+        (Schema::Passthrough, Some(time_field)) => SchemaMode::Passthrough { time_field },
+        (Schema::Passthrough, None) => {
+            return Err(
+                "--schema passthrough needs --time-field (or LOGRELAY_TIME_FIELD): the field TimeGenerated is taken from".into(),
+            )
+        }
+    };
+    let inputs = open_inputs(&args.inputs)?;
+    let decode = DecodeOptions {
+        schema,
+        max_decompressed_bytes: config.tuning.max_decompressed_bytes,
+        now: SystemTime::now(),
+    };
+    let dead_letter: Arc<dyn DeadLetterSink> =
+        Arc::new(LocalDirDeadLetter::new(args.dead_letter.clone()));
+    let relay = Relay::from_config(&config, dead_letter.clone(), decode, None)
+        .await
+        .map_err(|error| error.to_string())?;
+
+    let total: Option<u64> = inputs.iter().map(|input| input.size).sum();
+    let read = Arc::new(AtomicU64::new(0));
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| spawn_progress(read.clone(), total));
+
+    let mut session = relay.session(SessionOptions::default());
+    let mut input_errors = Vec::new();
+    let mut fatal = None;
+    for input in inputs {
+        let reader = Counting {
+            inner: input.reader,
+            read: read.clone(),
+        };
+        match relay
+            .forward_into(&mut session, reader, input.name.clone())
+            .await
+        {
+            Ok(()) => {}
+            Err(error @ logrelay::Error::DeadLetter { .. }) => {
+                fatal = Some(error);
+                break;
+            }
+            Err(error) => input_errors.push(format!("{}: {error}", input.name)),
+        }
+    }
+    let finished = session.finish().await;
+    if let Some(progress) = progress {
+        progress.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let report = match (finished, fatal) {
+        (Ok(report), None) => report,
+        (Err(error), _) | (Ok(_), Some(error)) => {
+            eprintln!("logrelay: {error}");
+            eprintln!("logrelay: stopped: undeliverable events could not be kept, so the run is not complete");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for error in &input_errors {
+        eprintln!("logrelay: reading stopped early: {error}");
+    }
+    if args.json {
+        crate::print_json(&report)?;
+    } else {
+        print!("{}", summary(&report, &dead_letter.location()));
+    }
+    let complete = input_errors.is_empty() && report.delivered == report.events_in;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Redraws one progress line on stderr every [`PROGRESS_EVERY`].
+fn spawn_progress(read: Arc<AtomicU64>, total: Option<u64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let bytes = read.load(Ordering::Relaxed);
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            let share = total
+                .filter(|total| *total > 0)
+                .map(|total| {
+                    format!(
+                        " of {} ({:.0}%)",
+                        mb(total),
+                        100.0 * bytes as f64 / total as f64
+                    )
+                })
+                .unwrap_or_default();
+            eprint!(
+                "\r\x1b[2Kread {}{share}, {:.1} MB/s, {:.0} s",
+                mb(bytes),
+                bytes as f64 / 1e6 / seconds,
+                seconds
+            );
+        }
+    })
+}
+
+fn mb(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    } else {
+        format!("{:.1} KB", bytes as f64 / 1e3)
+    }
+}
+
+/// The human summary: headline, counters (the shared names), reasons, where dead letters went.
+pub(crate) fn summary(report: &Report, dead_letter: &str) -> String {
+    let seconds = report.duration.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        report.events_in as f64 / seconds
+    } else {
+        0.0
+    };
+    let mut out = format!(
+        "logrelay send: {} events in, {} delivered, {} dead-lettered{}\n",
+        report.events_in,
+        report.delivered,
+        report.dead_lettered,
+        if report.failed_transient > 0 {
+            format!(", {} failed transiently", report.failed_transient)
+        } else {
+            String::new()
+        }
+    );
+    out.push_str(&format!(
+        "  {} requests, {} retries, {} throttled, {} token fetches\n",
+        report.requests, report.retries, report.throttled, report.token_fetches
+    ));
+    out.push_str(&format!(
+        "  {} sent ({} uncompressed) in {seconds:.2} s, {rate:.0} events/s\n",
+        mb(report.bytes_sent),
+        mb(report.bytes_uncompressed)
+    ));
+    if report.old_events > 0 || report.truncated_fields > 0 {
+        out.push_str(&format!(
+            "  {} events older than 2 days (Azure sets their TimeGenerated to the arrival time; `timestamp` keeps the original), {} fields truncated at 64 KB\n",
+            report.old_events, report.truncated_fields
+        ));
+    }
+    if report.dead_lettered > 0 {
+        out.push_str(&format!(
+            "  dead letter: {dead_letter} (each line holds the event and the reason)\n"
+        ));
+        let mut reasons: Vec<(&String, &u64)> = report.dead_letter_reasons.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        for (reason, count) in reasons.into_iter().take(TOP_REASONS) {
+            out.push_str(&format!("    {count:>8}  {reason}\n"));
+        }
+    }
+    let counters: Vec<String> = logrelay::metrics::summary_fields(report)
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    out.push_str(&format!("  counters: {}\n", counters.join(" ")));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_counts_reasons_and_the_dead_letter() {
+        let mut report = Report {
+            events_in: 10,
+            delivered: 7,
+            dead_lettered: 3,
+            requests: 2,
+            token_fetches: 1,
+            duration: Duration::from_secs(2),
+            ..Report::default()
+        };
+        report
+            .dead_letter_reasons
+            .insert("403 OperationFailed".into(), 2);
+        report.dead_letter_reasons.insert("not JSON".into(), 1);
+        let text = summary(&report, "./logrelay-dead-letter");
+        assert!(text.starts_with("logrelay send: 10 events in, 7 delivered, 3 dead-lettered\n"));
+        assert!(text.contains("1 token fetches"));
+        assert!(text.contains("./logrelay-dead-letter"));
+        let first = text.find("403 OperationFailed").unwrap();
+        assert!(
+            first < text.find("not JSON").unwrap(),
+            "most frequent first"
+        );
+        assert!(text.contains("events_in=10 delivered=7 dead_lettered=3"));
+        assert!(text.contains("5 events/s"));
+    }
+}
