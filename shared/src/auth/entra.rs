@@ -332,3 +332,353 @@ pub fn advice_for(
     let permanent = !transient_status && !matches!(aadsts, Some(90_055 | 90_024 | 70_021));
     (code, advice, permanent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::StaticSecret;
+
+    const SECRET: &str = "Xy7Q~super-secret-value-do-not-print";
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn refusals_map_to_actionable_advice() {
+        // (status, error, error_codes, description, code, advice contains, permanent)
+        type Case<'a> = (u16, &'a str, &'a [u64], &'a str, &'a str, &'a str, bool);
+        let cases: [Case<'_>; 17] = [
+            (401, "invalid_client", &[7000215], "AADSTS7000215: Invalid client secret provided.", "AADSTS7000215", "not its *Secret ID*", true),
+            (401, "invalid_client", &[], "AADSTS7000215: Invalid client secret provided.", "AADSTS7000215", "*Value*", true),
+            (401, "invalid_client", &[7000222], "AADSTS7000222: InvalidClientSecretExpiredKeysProvided", "AADSTS7000222", "expired: create a new one", true),
+            (400, "unauthorized_client", &[700016], "AADSTS700016: Application with identifier 'x' was not found", "AADSTS700016", "check AZURE_CLIENT_ID", true),
+            (400, "invalid_request", &[90002], "AADSTS90002: Tenant 'x' not found.", "AADSTS90002", "AZURE_CLOUD", true),
+            (400, "invalid_scope", &[70011], "AADSTS70011: The provided value for the input parameter 'scope' is not valid.", "AADSTS70011", "scope", true),
+            (400, "invalid_scope", &[1002012], "", "AADSTS1002012", "AZURE_CLOUD", true),
+            (400, "invalid_request", &[7000218], "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", "AADSTS7000218", "AZURE_CLIENT_SECRET", true),
+            (400, "invalid_request", &[900144], "AADSTS900144: The request body must contain the following parameter: 'grant_type'.", "AADSTS900144", "required parameter", true),
+            (429, "temporarily_unavailable", &[90055], "AADSTS90055: TenantThrottlingError", "AADSTS90055", "throttling", false),
+            (400, "", &[90024], "AADSTS90024: RequestBudgetExceededError", "AADSTS90024", "throttling", false),
+            (503, "", &[], "", "HTTP 503", "temporary", false),
+            (500, "server_error", &[], "", "server_error", "HTTP 500", false),
+            (429, "", &[], "", "HTTP 429", "retried", false),
+            (401, "invalid_client", &[], "", "invalid_client", "AZURE_CLIENT_ID", true),
+            (400, "invalid_grant", &[12345], "AADSTS12345: Something new.\r\nTrace ID: abc", "AADSTS12345", "`invalid_grant` (AADSTS12345): AADSTS12345: Something new.; look the code up", true),
+            (403, "", &[], "", "HTTP 403", "HTTP 403", true),
+        ];
+        for (status, error, codes, description, code, advice, permanent) in cases {
+            let (got_code, got_advice, got_permanent) =
+                advice_for(status, error, codes, description);
+            assert_eq!(got_code, code, "{status} {error} {codes:?}");
+            assert!(
+                got_advice.contains(advice),
+                "{code}: `{got_advice}` lacks `{advice}`"
+            );
+            assert_eq!(got_permanent, permanent, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_unknown_code_advice_keeps_only_the_first_line_of_the_description() {
+        let (_, advice, _) = advice_for(
+            400,
+            "invalid_grant",
+            &[1],
+            "AADSTS1: First.\r\nTrace ID: t\r\nCorrelation ID: c",
+        );
+        assert!(!advice.contains("Trace ID"), "{advice}");
+    }
+
+    #[test]
+    fn a_token_response_parses_with_expires_in_as_number_or_string() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ.a.b"}"#,
+            br#"{"token_type":"Bearer","expires_in":"3599","ext_expires_in":"3599","access_token":"eyJ.a.b"}"#,
+            br#"{"token_type":"bearer","expires_in":3599.0,"access_token":"eyJ.a.b","refresh_in":1799,"scope":"x"}"#,
+            br#"{"expires_in":3599,"access_token":"eyJ.a.b"}"#,
+        ];
+        for body in bodies {
+            let token = parse_token(body, at(1_000)).unwrap();
+            assert_eq!(token.secret.expose(), "eyJ.a.b");
+            assert_eq!(token.issued_at, at(1_000));
+            assert_eq!(token.expires_at, at(4_599));
+        }
+    }
+
+    #[test]
+    fn a_malformed_token_response_is_refused_without_quoting_it() {
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{"token_type":"Bearer","expires_in":3599}"#,
+                "no access_token",
+            ),
+            (
+                br#"{"token_type":"Bearer","access_token":"sekrit-token"}"#,
+                "no expires_in",
+            ),
+            (
+                br#"{"expires_in":"soon","access_token":"sekrit-token"}"#,
+                "between 1 and 86400",
+            ),
+            (
+                br#"{"expires_in":0,"access_token":"sekrit-token"}"#,
+                "between 1 and 86400",
+            ),
+            (
+                br#"{"token_type":"pop","expires_in":3599,"access_token":"sekrit-token"}"#,
+                "expected Bearer",
+            ),
+            (b"<html>sekrit-token</html>", "not the expected JSON"),
+        ];
+        for (body, expected) in cases {
+            let reason = parse_token(body, at(0)).unwrap_err();
+            assert!(reason.contains(expected), "{reason}");
+            assert!(!reason.contains("sekrit"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_never_repeats_the_secret_even_if_entra_echoed_it() {
+        let body = format!(
+            r#"{{"error":"invalid_request","error_description":"AADSTS99999: bad value {SECRET}","error_codes":[99999]}}"#
+        );
+        let error = parse_refusal(400, body.as_bytes(), &Secret::new(SECRET));
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("AADSTS99999"), "{shown}");
+    }
+
+    #[test]
+    fn the_token_url_is_authority_tenant_oauth2_v2_token() {
+        let provider = |authority: &str, tenant: &str| {
+            ClientSecretProvider::new(
+                reqwest::Client::new(),
+                Url::parse(authority).unwrap(),
+                tenant,
+                "client",
+                "https://monitor.azure.com/.default",
+                Arc::new(StaticSecret(Secret::new(SECRET))),
+            )
+        };
+        assert_eq!(
+            provider(
+                "https://login.microsoftonline.com/",
+                "contoso.onmicrosoft.com"
+            )
+            .token_url()
+            .as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            provider("http://127.0.0.1:9", "a/b?c").token_url().as_str(),
+            "http://127.0.0.1:9/a%2Fb%3Fc/oauth2/v2.0/token"
+        );
+        let debug = format!("{:?}", provider("https://login.microsoftonline.com", "t"));
+        assert!(!debug.contains(SECRET), "{debug}");
+    }
+}
+
+/// Against a real HTTP server on 127.0.0.1 (axum is available with `http-server`).
+#[cfg(test)]
+#[cfg(feature = "http-server")]
+mod http_tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use axum::extract::{Form, Path, State};
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    use super::*;
+    use crate::auth::StaticSecret;
+    use crate::clock::ManualClock;
+
+    const GOOD: &str = "Xy7Q~the-current-secret-value";
+    const OLD: &str = "Ab1Q~the-rotated-away-secret-value";
+
+    type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
+
+    /// A token endpoint accepting only `GOOD`; `status_override` answers every request.
+    async fn entra(status_override: Option<u16>) -> (Url, Seen) {
+        let seen: Seen = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/{tenant}/oauth2/v2.0/token",
+                post(
+                    move |State(seen): State<Seen>,
+                          Path(tenant): Path<String>,
+                          Form(form): Form<HashMap<String, String>>| async move {
+                        let accepted = form.get("client_secret").map(String::as_str) == Some(GOOD);
+                        seen.lock().unwrap().push((tenant, form));
+                        if let Some(status) = status_override {
+                            return (StatusCode::from_u16(status).unwrap(), "<html>busy</html>".to_string());
+                        }
+                        if accepted {
+                            (StatusCode::OK, r#"{"token_type":"Bearer","expires_in":"3599","ext_expires_in":3599,"access_token":"eyJ0.issued.token"}"#.to_string())
+                        } else {
+                            (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '11111111-2222-3333-4444-555555555555'.\r\nTrace ID: t\r\nCorrelation ID: c\r\nTimestamp: 2026-01-01 00:00:00Z","error_codes":[7000215],"error_uri":"https://login.microsoftonline.com/error?code=7000215"}"#.to_string())
+                        }
+                    },
+                ),
+            )
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (Url::parse(&format!("http://{address}")).unwrap(), seen)
+    }
+
+    /// Returns `first` until asked to refresh, then `after`; counts refreshes.
+    #[derive(Debug)]
+    struct Rotating {
+        first: &'static str,
+        after: &'static str,
+        refreshes: AtomicU64,
+    }
+
+    impl SecretSource for Rotating {
+        fn client_secret(&self, refresh: bool) -> BoxFuture<'_, Result<Secret>> {
+            Box::pin(async move {
+                if refresh {
+                    self.refreshes.fetch_add(1, Ordering::SeqCst);
+                }
+                let rotated = self.refreshes.load(Ordering::SeqCst) > 0;
+                Ok(Secret::new(if rotated { self.after } else { self.first }))
+            })
+        }
+    }
+
+    fn provider(authority: Url, secrets: Arc<dyn SecretSource>) -> ClientSecretProvider {
+        ClientSecretProvider::new(
+            reqwest::Client::new(),
+            authority,
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "11111111-2222-3333-4444-555555555555",
+            "https://monitor.azure.com/.default",
+            secrets,
+        )
+    }
+
+    #[tokio::test]
+    async fn posts_the_client_credentials_form_and_reads_the_token() {
+        let (authority, seen) = entra(None).await;
+        let clock = Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+        ));
+        let provider = provider(authority, Arc::new(StaticSecret(Secret::new(GOOD))))
+            .with_clock(clock.clone());
+        let token = provider.fetch().await.unwrap();
+        assert_eq!(token.secret.expose(), "eyJ0.issued.token");
+        assert_eq!(token.expires_at, clock.now() + Duration::from_secs(3599));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let (tenant, form) = &seen[0];
+        assert_eq!(tenant, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+        let expected: HashMap<String, String> = [
+            ("client_id", "11111111-2222-3333-4444-555555555555"),
+            ("scope", "https://monitor.azure.com/.default"),
+            ("client_secret", GOOD),
+            ("grant_type", "client_credentials"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(form, &expected);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_fixed_secret_is_refused_once_with_advice_and_never_shown() {
+        let (authority, seen) = entra(None).await;
+        let provider = provider(authority, Arc::new(StaticSecret(Secret::new(OLD))));
+        let error = provider.fetch().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Token { code, permanent: true, .. } if code == "AADSTS7000215"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("*Secret ID*"), "{error}");
+        let shown = format!("{error} {error:?} {provider:?}");
+        assert!(!shown.contains(OLD), "{shown}");
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "a fixed secret is not retried"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_read_again_and_the_request_retried_once() {
+        let (authority, seen) = entra(None).await;
+        let source = Arc::new(Rotating {
+            first: OLD,
+            after: GOOD,
+            refreshes: AtomicU64::new(0),
+        });
+        let token = provider(authority, source.clone()).fetch().await.unwrap();
+        assert_eq!(token.secret.expose(), "eyJ0.issued.token");
+        assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
+        let secrets: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, form)| form["client_secret"].clone())
+            .collect();
+        assert_eq!(secrets, [OLD, GOOD]);
+    }
+
+    #[tokio::test]
+    async fn a_secret_still_wrong_after_rotation_is_retried_only_once() {
+        let (authority, seen) = entra(None).await;
+        let source = Arc::new(Rotating {
+            first: OLD,
+            after: "Zz9Q~also-wrong",
+            refreshes: AtomicU64::new(0),
+        });
+        let error = provider(authority, source).fetch().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Token { code, .. } if code == "AADSTS7000215"),
+            "{error:?}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_entra_is_a_transient_error() {
+        let (authority, _) = entra(Some(503)).await;
+        let error = provider(authority, Arc::new(StaticSecret(Secret::new(GOOD))))
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Token { code, .. } if code == "HTTP 503"),
+            "{error:?}"
+        );
+        assert!(error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_entra_names_only_the_host() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let authority = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let error = provider(authority, Arc::new(StaticSecret(Secret::new(GOOD))))
+            .fetch()
+            .await
+            .unwrap_err();
+        match &error {
+            Error::TokenTransport { host, reason } => {
+                assert_eq!(host, &format!("127.0.0.1:{port}"));
+                assert!(reason.starts_with("could not connect"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains("oauth2") && !shown.contains(GOOD),
+            "{shown}"
+        );
+        assert!(error.is_transient());
+    }
+}
