@@ -1,1 +1,370 @@
-//! Shared HTTP routes. OWNER: aws helper.
+//! The HTTP ingestion routes shared by the AWS HTTP function (Function URL / API Gateway) and
+//! the Azure Functions custom handler. OWNER: aws helper.
+//!
+//! `POST /events` and `POST /` take events in any container the decoder knows (JSON array,
+//! NDJSON, gzip) behind a shared bearer token; `GET /health` answers without auth.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::ingest::{Report, SessionOptions, TransientPolicy};
+use crate::relay::Relay;
+use crate::secret::Secret;
+
+/// Largest request body accepted: 6 MB, the Lambda synchronous invocation payload limit
+/// (azure-monitor-protocol.md §4.4). Bigger bodies could not reach the function anyway.
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Time a request may spend delivering when the caller sets no [`RequestDeadline`]: under the
+/// 230 s Azure load balancer limit for HTTP-triggered functions (Azure Functions docs, HTTP
+/// trigger "request timeout").
+pub const DEFAULT_REQUEST_BUDGET: Duration = Duration::from_secs(200);
+
+/// Seconds a client is asked to wait after a 503 (the service kept throttling).
+pub const RETRY_AFTER_SECS: u64 = 30;
+
+/// Shared state of the routes.
+#[derive(Debug, Clone)]
+pub struct RouterState {
+    /// The relay every request forwards through (built once in `main`).
+    pub relay: Arc<Relay>,
+    /// The shared bearer token callers must send.
+    pub token: Secret,
+    /// Largest body accepted (413 above it); usually [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+}
+
+impl RouterState {
+    /// State with the default body limit.
+    pub fn new(relay: Arc<Relay>, token: Secret) -> Self {
+        RouterState {
+            relay,
+            token,
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// When delivery must stop for a request: set as a request extension by the caller (the
+/// Lambda deadline minus a margin); [`DEFAULT_REQUEST_BUDGET`] from now otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDeadline(pub Instant);
+
+/// The routes.
+pub fn app(state: RouterState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/events", post(events))
+        .route("/", post(events))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`. Both sides are hashed first so
+/// the comparison takes the same time whatever the length or content of a guess.
+fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, presented)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return false;
+    }
+    let presented = Sha256::digest(presented.trim().as_bytes());
+    let expected = Sha256::digest(token.expose().as_bytes());
+    presented.ct_eq(&expected).into()
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn unauthorized() -> Response {
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token: send `Authorization: Bearer <LOGRELAY_HTTP_TOKEN>`",
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn too_large(limit: usize) -> Response {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {limit} bytes; send smaller batches"),
+    )
+}
+
+async fn events(State(state): State<RouterState>, request: Request<Body>) -> Response {
+    let (parts, body) = request.into_parts();
+    if !authorized(&parts.headers, &state.token) {
+        return unauthorized();
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes) {
+        return too_large(state.max_body_bytes);
+    }
+    // The only way an in-memory body fails to buffer is the limit; a network body that
+    // breaks mid-way has no one left to read the answer.
+    let Ok(bytes) = axum::body::to_bytes(body, state.max_body_bytes).await else {
+        return too_large(state.max_body_bytes);
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send events as a JSON array, NDJSON or gzip",
+        );
+    }
+    let deadline = parts
+        .extensions
+        .get::<RequestDeadline>()
+        .map_or_else(|| Instant::now() + DEFAULT_REQUEST_BUDGET, |found| found.0);
+    let source = format!("http-request-{}", uuid::Uuid::new_v4());
+    forward(&state.relay, bytes, source, deadline).await
+}
+
+async fn forward(relay: &Relay, bytes: Bytes, source: String, deadline: Instant) -> Response {
+    let options = SessionOptions {
+        deadline: Some(deadline),
+        transient: TransientPolicy::Fail,
+    };
+    match relay.forward_bytes(bytes, source.clone(), options).await {
+        Ok(report) => answer(&report, &source),
+        Err(error) if error.is_transient() => {
+            tracing::warn!(source = %source, error = %error, "Request not delivered; asking the client to retry.");
+            retry_later(json!({"error": error.to_string()}))
+        }
+        Err(error) => {
+            tracing::error!(source = %source, error = %error, "Request failed.");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        }
+    }
+}
+
+fn retry_later(body: serde_json::Value) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+/// The status for a finished request: 503 when rows are still failing transiently (the
+/// client resends; rows carry a stable `EventId`), 400 when every event was malformed, else 200.
+fn answer(report: &Report, source: &str) -> Response {
+    tracing::info!(
+        source = %source,
+        events_in = report.events_in,
+        delivered = report.delivered,
+        dead_lettered = report.dead_lettered,
+        failed_transient = report.failed_transient,
+        retries = report.retries,
+        duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        "Request forwarded."
+    );
+    let body = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
+    if report.failed_transient > 0 {
+        return retry_later(body);
+    }
+    if report.events_in > 0 && report.delivered == 0 && report.dead_lettered == report.events_in {
+        let mut body = body;
+        if let Some(object) = body.as_object_mut() {
+            object.insert(
+                "error".into(),
+                json!("no event in the body could be used; see dead_letter_reasons"),
+            );
+        }
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::dead_letter::MemoryDeadLetter;
+    use crate::keeper::{DecodeOptions, SchemaMode};
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "shared-token-for-tests";
+
+    /// A relay whose endpoints are a closed loopback port: these tests never reach it.
+    async fn state() -> RouterState {
+        let env = [
+            ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002"),
+            ("AZURE_CLIENT_SECRET", "not-used"),
+            ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:9"),
+            ("LOGS_INGESTION_ENDPOINT", "http://127.0.0.1:9/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-KeeperSecurityEvents?api-version=2023-01-01"),
+        ];
+        let config = Config::from_lookup(|name| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_string())
+        })
+        .unwrap();
+        let decode = DecodeOptions {
+            schema: SchemaMode::Keeper,
+            max_decompressed_bytes: 1 << 30,
+            now: std::time::SystemTime::now(),
+        };
+        let relay = Relay::from_config(&config, Arc::new(MemoryDeadLetter::new()), decode, None)
+            .await
+            .unwrap();
+        RouterState {
+            relay: Arc::new(relay),
+            token: Secret::new(TOKEN),
+            max_body_bytes: 1024,
+        }
+    }
+
+    fn post(path: &str, auth: Option<&str>, body: &'static str) -> Request<Body> {
+        let mut builder = Request::post(path).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    async fn call(request: Request<Body>) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let response = app(state().await).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn health_answers_without_a_token() {
+        let request = Request::get("/health").body(Body::empty()).unwrap();
+        let (status, _, body) = call(request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+    }
+
+    #[tokio::test]
+    async fn a_missing_token_is_401_with_a_bearer_challenge() {
+        let (status, headers, body) = call(post("/events", None, "[{}]")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(!body.to_string().contains(TOKEN));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_token_or_scheme_is_401_on_both_routes() {
+        for path in ["/events", "/"] {
+            let (status, _, _) = call(post(path, Some("Bearer wrong"), "[{}]")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let basic = format!("Basic {TOKEN}");
+        let (status, _, _) = call(post("/events", Some(basic.leak()), "[{}]")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let prefix = format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]);
+        let (status, _, _) = call(post("/events", Some(prefix.leak()), "[{}]")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_400_saying_so() {
+        let auth = format!("bearer {TOKEN}");
+        let (status, _, body) = call(post("/events", Some(auth.leak()), "  \n")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("empty"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        let auth = format!("Bearer {TOKEN}");
+        let big: &'static str = "x".repeat(2000).leak();
+        let (status, _, _) = call(post("/events", Some(auth.clone().leak()), big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Without a Content-Length the limit still holds while buffering.
+        let stream = futures_util::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 600]))),
+        );
+        let request = Request::post("/events")
+            .header("authorization", auth)
+            .body(Body::from_stream(stream))
+            .unwrap();
+        let (status, _, _) = call(request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn the_token_comparison_needs_the_whole_token() {
+        let token = Secret::new("abc");
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            authorized(&headers, &token)
+        };
+        assert!(with("Bearer abc"));
+        assert!(with("BEARER  abc "));
+        assert!(!with("Bearer ab"));
+        assert!(!with("Bearer abcd"));
+        assert!(!with("Bearer"));
+        assert!(!authorized(&HeaderMap::new(), &token));
+        assert!(!authorized(&HeaderMap::new(), &Secret::new("")));
+    }
+
+    #[test]
+    fn a_report_with_transient_failures_answers_503_with_retry_after() {
+        let report = Report {
+            events_in: 3,
+            delivered: 1,
+            failed_transient: 2,
+            ..Report::default()
+        };
+        let response = answer(&report, "test");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    }
+
+    #[test]
+    fn a_report_where_every_event_was_malformed_answers_400() {
+        let report = Report {
+            events_in: 2,
+            dead_lettered: 2,
+            ..Report::default()
+        };
+        assert_eq!(answer(&report, "test").status(), StatusCode::BAD_REQUEST);
+        let partly = Report {
+            events_in: 2,
+            delivered: 1,
+            dead_lettered: 1,
+            ..Report::default()
+        };
+        assert_eq!(answer(&partly, "test").status(), StatusCode::OK);
+    }
+}
