@@ -1,1 +1,320 @@
-//! placeholder
+//! A strict local stand-in for Entra ID's token endpoint, the App Service managed-identity
+//! endpoint and the Azure Monitor Logs Ingestion API, with fault injection, for tests.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use azmon_emulator::{Emulator, EmulatorConfig, Faults};
+//! let emulator = Emulator::start(EmulatorConfig::default()).await?;
+//! let env = emulator.env(); // AZURE_TENANT_ID, ..., LOGS_INGESTION_ENDPOINT
+//! emulator.set_faults(Faults::scripted(&[429, 503]));
+//! // ... run the code under test with `env` ...
+//! assert_eq!(emulator.stats().status_counts.get(&429), Some(&1));
+//! let rows = emulator.rows();
+//! # drop((env, rows)); Ok(()) }
+//! ```
+//!
+//! Protocol facts come from `shared/reference/azure-monitor-protocol.md` (§1, §2.1–2.4, §2.6,
+//! §7); where the real service's answer is unknown the emulator says "emulator-defined".
+
+// Handlers return early with an axum `Response` as the error; one per request, so its size
+// does not matter.
+#![allow(clippy::result_large_err)]
+
+mod columns;
+mod config;
+mod conn;
+mod control;
+mod faults;
+mod ingestion;
+mod mi;
+mod state;
+mod token;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use crate::columns::{
+    MAX_FIELD_BYTES, MAX_TIME_GENERATED_AGE, MAX_TIME_GENERATED_AHEAD, TIME_GENERATED,
+};
+pub use crate::config::{
+    ColumnDef, ColumnType, EmulatorConfig, StreamConfig, DEFAULT_TOKEN_LIFETIME_SECS,
+};
+pub use crate::faults::{Faults, DROP_CONNECTION};
+pub use crate::ingestion::{API_VERSION, MAX_BODY_BYTES, MAX_LENIENT_DECOMPRESSED_BYTES};
+pub use crate::mi::{IDENTITY_API_VERSION, IDENTITY_HEADER_NAME, IDENTITY_PATH};
+pub use crate::state::Stats;
+pub use crate::token::decode_claims;
+
+use crate::conn::{Connection, KillableListener};
+use crate::state::State;
+
+/// How long `shutdown` waits for open requests (e.g. a stalled one) before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A running emulator on 127.0.0.1. Dropping it stops the server.
+pub struct Emulator {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Binds 127.0.0.1:`config.port` (0 = a free port) and serves until dropped or shut down.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(config));
+        let app = router(Arc::clone(&state));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = axum::serve(
+            KillableListener(listener),
+            app.into_make_service_with_connect_info::<Connection>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(error) = server.await {
+                tracing::error!(%error, "Emulator server failed.");
+            }
+        });
+        tracing::info!(%addr, "Emulator listening.");
+        Ok(Emulator {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash): the authority host and the DCE.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.state.config
+    }
+
+    /// The full `LOGS_INGESTION_ENDPOINT` URL for the first declared stream:
+    /// `{base}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`.
+    pub fn ingestion_endpoint(&self) -> String {
+        self.ingestion_url(self.state.config.default_stream())
+    }
+
+    /// The upload URL for `stream` in the configured DCR.
+    pub fn ingestion_url(&self, stream: &str) -> String {
+        format!(
+            "{}/dataCollectionRules/{}/streams/{}?api-version={API_VERSION}",
+            self.base_url(),
+            self.state.config.dcr_id,
+            stream
+        )
+    }
+
+    /// The token URL for the configured tenant: `{base}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.base_url(),
+            self.state.config.tenant_id
+        )
+    }
+
+    /// The managed-identity endpoint (`IDENTITY_ENDPOINT`): `{base}/msi/token`.
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}{IDENTITY_PATH}", self.base_url())
+    }
+
+    /// The value the managed-identity endpoint requires in `X-IDENTITY-HEADER` (`IDENTITY_HEADER`).
+    pub fn identity_header(&self) -> String {
+        self.state.config.identity_header.clone()
+    }
+
+    /// Environment for a client-secret child process: AZURE_TENANT_ID, AZURE_CLIENT_ID,
+    /// AZURE_CLIENT_SECRET, AZURE_AUTHORITY_HOST (= `base_url`), LOGS_INGESTION_ENDPOINT,
+    /// and AZURE_CLOUD when the cloud is not the public one.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let config = &self.state.config;
+        let mut env = vec![
+            ("AZURE_TENANT_ID".to_string(), config.tenant_id.clone()),
+            ("AZURE_CLIENT_ID".to_string(), config.client_id.clone()),
+            (
+                "AZURE_CLIENT_SECRET".to_string(),
+                config.client_secret.clone(),
+            ),
+            ("AZURE_AUTHORITY_HOST".to_string(), self.base_url()),
+            (
+                "LOGS_INGESTION_ENDPOINT".to_string(),
+                self.ingestion_endpoint(),
+            ),
+        ];
+        if config.cloud != logrelay::config::Cloud::Public {
+            env.push(("AZURE_CLOUD".to_string(), config.cloud.name().to_string()));
+        }
+        env
+    }
+
+    /// Environment for a managed-identity child process: IDENTITY_ENDPOINT, IDENTITY_HEADER,
+    /// LOGS_INGESTION_ENDPOINT (no client secret).
+    pub fn identity_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("IDENTITY_ENDPOINT".to_string(), self.identity_endpoint()),
+            ("IDENTITY_HEADER".to_string(), self.identity_header()),
+            (
+                "LOGS_INGESTION_ENDPOINT".to_string(),
+                self.ingestion_endpoint(),
+            ),
+        ];
+        if self.state.config.cloud != logrelay::config::Cloud::Public {
+            env.push((
+                "AZURE_CLOUD".to_string(),
+                self.state.config.cloud.name().to_string(),
+            ));
+        }
+        env
+    }
+
+    /// Every stored row, all streams, in arrival order (as the table would hold them).
+    pub fn rows(&self) -> Vec<Value> {
+        self.state.rows(None)
+    }
+
+    /// The stored rows of `stream`.
+    pub fn rows_for(&self, stream: &str) -> Vec<Value> {
+        self.state.rows(Some(stream))
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// The faults in force (a script shrinks as it plays).
+    pub fn faults(&self) -> Faults {
+        self.state.lock().faults.clone()
+    }
+
+    /// Puts `faults` in force (replacing the previous ones).
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().set_faults(faults);
+    }
+
+    /// Revokes every token issued so far (their next use is a 401).
+    pub fn revoke_tokens(&self) {
+        let mut inner = self.state.lock();
+        for token in inner.tokens.values_mut() {
+            token.revoked = true;
+        }
+    }
+
+    /// Issues a valid token for the configured client directly (no HTTP), with the configured
+    /// (or fault) lifetime; for tests that need a bearer token without a token request.
+    pub fn issue_token(&self) -> String {
+        let lifetime = token::lifetime_secs(&self.state);
+        self.issue_token_for(lifetime)
+    }
+
+    /// Issues a valid token that lives `lifetime_secs` seconds.
+    pub fn issue_token_for(&self, lifetime_secs: u64) -> String {
+        let config = &self.state.config;
+        let (token, issued) = token::mint(
+            config,
+            &config.client_id,
+            config.audience(),
+            lifetime_secs,
+            SystemTime::now(),
+        );
+        token::remember(&self.state, &token, issued);
+        token
+    }
+
+    /// Clears rows, counters and faults (back to the configured ones); tokens stay valid.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// Waits until at least `count` rows are stored or `timeout` passes; returns the count.
+    pub async fn wait_for_rows(&self, count: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stored = self.state.lock().rows.len();
+            if stored >= count || tokio::time::Instant::now() >= deadline {
+                return stored;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the server, giving open requests a short grace period.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Every route the emulator serves.
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
+        .route(IDENTITY_PATH, get(mi::identity_endpoint))
+        .route(
+            "/dataCollectionRules/{dcr}/streams/{stream}",
+            post(ingestion::ingest),
+        )
+        .route("/_emulator/rows", get(control::rows))
+        .route("/_emulator/stats", get(control::stats))
+        .route(
+            "/_emulator/faults",
+            put(control::put_faults).get(control::get_faults),
+        )
+        .route("/_emulator/reset", post(control::reset))
+        .route("/_emulator/health", get(control::health))
+        // The ingestion handler reads bodies itself to answer 413 in the service's shape.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

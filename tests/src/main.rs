@@ -1,1 +1,2 @@
+//! `azmon-emulator`: placeholder until the binary lands.
 fn main() {}

@@ -1,0 +1,53 @@
+//! The control plane under `/_emulator/`: rows, stats, faults, reset and health, for tests
+//! that run the emulator as a separate process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::faults::Faults;
+use crate::state::State;
+
+/// `GET /_emulator/rows[?stream=..]`: stored rows as a JSON array.
+pub(crate) async fn rows(
+    AxumState(state): AxumState<Arc<State>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    Json(state.rows(query.get("stream").map(String::as_str))).into_response()
+}
+
+/// `GET /_emulator/stats`.
+pub(crate) async fn stats(AxumState(state): AxumState<Arc<State>>) -> Response {
+    Json(state.stats()).into_response()
+}
+
+/// `GET /_emulator/faults`: the faults in force (scripts shrink as they play).
+pub(crate) async fn get_faults(AxumState(state): AxumState<Arc<State>>) -> Response {
+    Json(state.lock().faults.clone()).into_response()
+}
+
+/// `PUT /_emulator/faults` with a JSON [`Faults`] (missing fields = no fault).
+pub(crate) async fn put_faults(
+    AxumState(state): AxumState<Arc<State>>,
+    Json(faults): Json<Faults>,
+) -> Response {
+    tracing::info!(?faults, "Faults set.");
+    state.lock().set_faults(faults);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_emulator/reset`: clears rows, counters and faults; issued tokens stay valid.
+pub(crate) async fn reset(AxumState(state): AxumState<Arc<State>>) -> Response {
+    state.reset();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /_emulator/health`.
+pub(crate) async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}

@@ -1,0 +1,457 @@
+//! The Logs Ingestion API: `POST /dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`
+//! (protocol §1), strict about auth, headers, sizes and the body, with injected faults.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State as AxumState};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+use serde_json::{json, Value};
+
+use crate::columns::{self, Changes};
+use crate::conn::Connection;
+use crate::faults::{self, Action};
+use crate::state::{State, StoredRow};
+use crate::token::{self, Refusal};
+
+/// The only data-plane API version served. Source: protocol §1.1.
+pub const API_VERSION: &str = "2023-01-01";
+
+/// Largest body, on the wire and (strict mode) decompressed: 1 MB = 1,048,576 bytes.
+/// Source: protocol §1.5 (observed 413 message).
+pub const MAX_BODY_BYTES: usize = 1_048_576;
+
+/// Largest decompressed body outside strict mode (~50 MiB observed). Source: protocol §1.5.
+pub const MAX_LENIENT_DECOMPRESSED_BYTES: usize = 50 * 1024 * 1024;
+
+/// The most the emulator reads of one body; anything larger is a 413 anyway.
+const READ_CAP_BYTES: usize = 64 * 1024 * 1024;
+
+/// The service's request id header on every answer. Source: protocol §7.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+
+/// The error code header. Source: protocol §1.6 (swagger `x-ms-error-code`).
+const ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
+
+/// The caller's troubleshooting id, echoed back. Source: protocol §1.2.
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+
+/// One ingestion request, as axum hands it over.
+pub(crate) struct Request {
+    pub(crate) dcr: String,
+    pub(crate) stream: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: HeaderMap,
+}
+
+/// `POST /dataCollectionRules/{dcr}/streams/{stream}`.
+pub(crate) async fn ingest(
+    AxumState(state): AxumState<Arc<State>>,
+    ConnectInfo(conn): ConnectInfo<Connection>,
+    Path((dcr, stream)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let _in_flight = state.enter();
+    let network = {
+        let mut inner = state.lock();
+        inner.stats.ingestion_requests += 1;
+        let inner = &mut *inner;
+        faults::draw_network(&inner.faults, &mut inner.rng)
+    };
+    // Read the whole body first, so a dropped connection is dropped after the client sent it.
+    let body = axum::body::to_bytes(body, READ_CAP_BYTES).await;
+    if network.delay_ms > 0 {
+        if network.stalled {
+            state.lock().stats.stalled_requests += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(network.delay_ms)).await;
+    }
+    if network.drop {
+        return drop_connection(&state, &conn);
+    }
+    let request = Request {
+        dcr,
+        stream,
+        query,
+        headers,
+    };
+    let client_request_id = request.headers.get(&CLIENT_REQUEST_ID).cloned();
+    let mut response = match body {
+        Ok(body) => handle(&state, &conn, &request, body),
+        // Only a body over READ_CAP_BYTES (or a broken upload) gets here.
+        Err(_) => too_large(
+            MAX_BODY_BYTES,
+            content_length(&request.headers).unwrap_or(READ_CAP_BYTES + 1),
+        ),
+    };
+    let status = response.status().as_u16();
+    state.lock().count_status(status);
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        headers.insert(REQUEST_ID, id);
+    }
+    if let Some(id) = client_request_id {
+        headers.insert(CLIENT_REQUEST_ID, id);
+    }
+    tracing::debug!(stream = %request.stream, status, "Ingestion request answered.");
+    response
+}
+
+/// Checks one request in the gateway's order and stores its rows.
+fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> Response {
+    let config = &state.config;
+    {
+        let mut inner = state.lock();
+        inner.stats.max_wire_bytes = inner.stats.max_wire_bytes.max(wire.len() as u64);
+        inner.stats.total_wire_bytes += wire.len() as u64;
+    }
+    if let Err(response) = check_api_version(request.query.as_deref()) {
+        return response;
+    }
+    let client_id = match token::validate(state, &request.headers, SystemTime::now()) {
+        Ok((_, client_id)) => client_id,
+        Err(refusal) => return unauthorized(&refusal, config.audience()),
+    };
+    if request.dcr != config.dcr_id {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!(
+                "Data collection rule with immutable Id '{}' not found.",
+                request.dcr
+            ),
+        );
+    }
+    if state.lock().faults.forbids(&client_id) {
+        return forbidden(config, &client_id);
+    }
+    let Some(stream) = config.stream(&request.stream) else {
+        // Emulator-defined: no real answer for an unknown stream was found (protocol §1.6).
+        return error(
+            StatusCode::NOT_FOUND,
+            "InvalidStream",
+            &format!(
+                "Stream '{}' is not declared in data collection rule with immutable Id '{}'.",
+                request.stream, config.dcr_id
+            ),
+        );
+    };
+    let (action, limit, retry_after) = {
+        let mut inner = state.lock();
+        let inner = &mut *inner;
+        let limit = inner
+            .faults
+            .max_body_bytes
+            .map_or(MAX_BODY_BYTES, |max| max.min(MAX_BODY_BYTES));
+        (
+            faults::next_action(&mut inner.faults, &mut inner.rng),
+            limit,
+            inner.faults.retry_after_secs,
+        )
+    };
+    match action {
+        Action::Serve => {}
+        Action::Drop => return drop_connection(state, conn),
+        Action::Status(status) => {
+            state.lock().stats.injected_statuses += 1;
+            return injected(status, retry_after, limit, wire.len());
+        }
+    }
+    if !is_json(&request.headers) {
+        // Emulator-defined status: the real one for a wrong Content-Type is unverified (§7).
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "The Content-Type header must be application/json.",
+        );
+    }
+    let gzip = match content_encoding(&request.headers) {
+        Ok(gzip) => gzip,
+        Err(encoding) => {
+            // Emulator-defined status: only gzip is documented (protocol §1.2).
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedContentEncoding",
+                &format!("Content-Encoding '{encoding}' is not supported; use gzip or none."),
+            );
+        }
+    };
+    if wire.len() > limit {
+        return too_large(limit, wire.len());
+    }
+    if wire.is_empty() {
+        // Observed: an empty body is a 500 with no error body (protocol §1.3).
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let body = if gzip {
+        state.lock().stats.gzip_requests += 1;
+        match gunzip(&wire, MAX_LENIENT_DECOMPRESSED_BYTES) {
+            Ok(body) => body,
+            Err(GunzipError::TooLarge) => {
+                return too_large(limit, MAX_LENIENT_DECOMPRESSED_BYTES + 1)
+            }
+            Err(GunzipError::Corrupt(reason)) => {
+                // Emulator-defined: a body that is not gzip despite the header.
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidContentEncoding",
+                    &format!("The request body is not valid gzip: {reason}."),
+                );
+            }
+        }
+    } else {
+        wire.to_vec()
+    };
+    {
+        let mut inner = state.lock();
+        inner.stats.max_decompressed_bytes =
+            inner.stats.max_decompressed_bytes.max(body.len() as u64);
+    }
+    if gzip && config.strict && body.len() > limit {
+        return too_large(limit, body.len());
+    }
+    if body.is_empty() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(error_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPayload",
+                &format!(
+                    "malformed JSON at line {}, column {}: the body must be UTF-8 JSON.",
+                    error_.line(),
+                    error_.column()
+                ),
+            )
+        }
+    };
+    let rows = match parsed {
+        Value::Array(items) if items.iter().all(Value::is_object) => items,
+        other if config.strict => {
+            let what = match other {
+                Value::Array(_) => "an array with an item that is not an object",
+                Value::Object(_) => "a JSON object",
+                _ => "a JSON scalar",
+            };
+            // Strict mode: the real service accepts a bare object and drops it (§1.3).
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPayload",
+                &format!("The body must be a JSON array of objects; got {what}."),
+            );
+        }
+        _ => Vec::new(),
+    };
+    store(state, &stream.name, rows, stream);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::StreamConfig) {
+    let received = chrono::Utc::now();
+    let mut changes = Changes::default();
+    let count = rows.len() as u64;
+    let shaped: Vec<StoredRow> = rows
+        .into_iter()
+        .filter_map(|row| match row {
+            Value::Object(map) => Some(StoredRow {
+                stream: name.to_string(),
+                row: columns::shape_row(stream, map, received, &mut changes),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut inner = state.lock();
+    let stats = &mut inner.stats;
+    stats.rows += count;
+    stats.max_rows_per_request = stats.max_rows_per_request.max(count);
+    if count == 0 {
+        stats.empty_batches += 1;
+    }
+    stats.dropped_columns += changes.dropped.len() as u64;
+    stats.dropped_column_names.extend(changes.dropped);
+    stats.truncated_fields += changes.truncated;
+    stats.replaced_time_generated += changes.replaced_time;
+    stats.filled_time_generated += changes.filled_time;
+    stats.type_mismatches += changes.mismatches;
+    inner.rows.extend(shaped);
+}
+
+fn check_api_version(query: Option<&str>) -> Result<(), Response> {
+    let version = query.and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "api-version")
+            .map(|(_, value)| value.into_owned())
+    });
+    match version.as_deref() {
+        Some(API_VERSION) => Ok(()),
+        // Emulator-defined codes, after the Azure REST convention.
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedApiVersion",
+            &format!("The api-version '{other}' is not supported; use {API_VERSION}."),
+        )),
+        None => Err(error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required.",
+        )),
+    }
+}
+
+/// 401 `InvalidToken` (assumed shape, protocol §1.6: no real 401 was captured).
+fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
+    let message = match refusal {
+        Refusal::Missing => "An Authorization header with a Bearer token is required.".to_string(),
+        Refusal::Unknown => "The provided authentication token is not valid.".to_string(),
+        Refusal::Expired => "The provided authentication token has expired.".to_string(),
+        Refusal::Revoked => "The provided authentication token has been revoked.".to_string(),
+        Refusal::WrongAudience(aud) => format!(
+            "The audience '{aud}' of the provided authentication token is not valid; expected '{audience}'."
+        ),
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, "InvalidToken", &message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
+}
+
+/// 403 `OperationFailed` with the real message pattern (protocol §1.6).
+fn forbidden(config: &crate::config::EmulatorConfig, client_id: &str) -> Response {
+    let dcr_arm_id = format!(
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-logrelay/providers/Microsoft.Insights/dataCollectionRules/{}",
+        config.dcr_id
+    );
+    error(
+        StatusCode::FORBIDDEN,
+        "OperationFailed",
+        &format!(
+            "The authentication token provided does not have access to ingest data for the data collection rule with immutable Id '{dcr}' PipelineAccessResult: AccessGranted: False, IsRbacPresent: False, IsDcrDceBindingValid: , DcrArmId: {dcr_arm_id}, Message: Required authorization action was not found for tenantId {tenant} objectId {client_id} on resourceId {dcr_arm_id} ConfigurationId: {dcr}.",
+            dcr = config.dcr_id,
+            tenant = config.tenant_id,
+        ),
+    )
+}
+
+/// 413 `ContentLengthLimitExceeded`, body and `x-ms-error-code` (protocol §1.5).
+fn too_large(limit: usize, provided: usize) -> Response {
+    let human = if limit % MAX_BODY_BYTES == 0 {
+        format!("{} MB", limit / MAX_BODY_BYTES)
+    } else {
+        format!("{} KB", limit / 1024)
+    };
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ContentLengthLimitExceeded",
+        &format!(
+            "Maximum allowed content length: {limit} bytes ({human}). Provided content length: {provided} bytes."
+        ),
+    )
+}
+
+/// An injected status: 429 and 503 carry `Retry-After`.
+fn injected(status: u16, retry_after_secs: u64, limit: usize, wire: usize) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = match status {
+        413 => too_large(limit, wire),
+        500 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        _ => error(
+            code,
+            code.canonical_reason()
+                .unwrap_or("Error")
+                .replace(' ', "")
+                .as_str(),
+            "Injected by the emulator.",
+        ),
+    };
+    if matches!(status, 429 | 503) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    }
+    response
+}
+
+fn drop_connection(state: &State, conn: &Connection) -> Response {
+    conn.kill();
+    state.lock().stats.dropped_connections += 1;
+    tracing::debug!("Connection dropped by a fault.");
+    // Never delivered: the connection refuses the write.
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
+/// The Azure error body `{"error":{"code","message"}}` plus `x-ms-error-code` (protocol §1.6).
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(code) {
+        response.headers_mut().insert(ERROR_CODE, value);
+    }
+    response
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `Ok(true)` for gzip, `Ok(false)` for none/identity, else the unsupported encoding.
+fn content_encoding(headers: &HeaderMap) -> Result<bool, String> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let text = value
+        .to_str()
+        .unwrap_or("<binary>")
+        .trim()
+        .to_ascii_lowercase();
+    match text.as_str() {
+        "gzip" => Ok(true),
+        "" | "identity" => Ok(false),
+        _ => Err(text),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+enum GunzipError {
+    TooLarge,
+    Corrupt(String),
+}
+
+/// Decompresses up to `max` bytes; more is `TooLarge` (so a gzip bomb costs at most `max`).
+fn gunzip(wire: &[u8], max: usize) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::with_capacity(wire.len() * 4);
+    let mut decoder = MultiGzDecoder::new(wire).take(max as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|error| GunzipError::Corrupt(error.to_string()))?;
+    if out.len() > max {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(out)
+}

@@ -1,0 +1,205 @@
+//! The emulator's memory: issued tokens, stored rows, counters and the faults in force.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::EmulatorConfig;
+use crate::faults::Faults;
+
+/// Counters of everything the emulator saw. Serialized as the `/_emulator/stats` answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Requests to the client-credentials token endpoint.
+    pub token_requests: u64,
+    /// Token requests answered with an error (including scripted ones).
+    pub token_failures: u64,
+    /// Tokens issued by either token endpoint.
+    pub tokens_issued: u64,
+    /// Requests to the managed-identity endpoint.
+    pub identity_requests: u64,
+    /// Managed-identity requests answered with an error.
+    pub identity_failures: u64,
+    /// Requests to the ingestion endpoint (every one, answered or not).
+    pub ingestion_requests: u64,
+    /// Ingestion requests answered 204.
+    pub accepted_requests: u64,
+    /// Ingestion answers by HTTP status.
+    pub status_counts: BTreeMap<u16, u64>,
+    /// Largest request body on the wire, in bytes.
+    pub max_wire_bytes: u64,
+    /// Sum of request bodies on the wire, in bytes.
+    pub total_wire_bytes: u64,
+    /// Largest body after decoding `Content-Encoding`, in bytes.
+    pub max_decompressed_bytes: u64,
+    /// Ingestion requests with `Content-Encoding: gzip`.
+    pub gzip_requests: u64,
+    /// Ingestion requests that carried an expired token (each answered 401).
+    pub expired_token_uses: u64,
+    /// Ingestion requests that carried a revoked token (each answered 401).
+    pub revoked_token_uses: u64,
+    /// Undeclared columns dropped (one per column per row).
+    pub dropped_columns: u64,
+    /// Names of the dropped columns.
+    pub dropped_column_names: BTreeSet<String>,
+    /// String values cut to 64 KB.
+    pub truncated_fields: u64,
+    /// TimeGenerated values outside [received − 2 d, received + 1 d] replaced by the received time.
+    pub replaced_time_generated: u64,
+    /// Rows without a (parseable) TimeGenerated given the received time.
+    pub filled_time_generated: u64,
+    /// Values that did not fit their declared type and were stored as null.
+    pub type_mismatches: u64,
+    /// Rows stored.
+    pub rows: u64,
+    /// Most rows in one accepted request.
+    pub max_rows_per_request: u64,
+    /// Accepted requests whose body was an empty array.
+    pub empty_batches: u64,
+    /// Distinct access tokens presented to the ingestion endpoint.
+    pub distinct_tokens_used: u64,
+    /// Connections closed without an answer (fault).
+    pub dropped_connections: u64,
+    /// Requests held by a stall fault.
+    pub stalled_requests: u64,
+    /// Answers decided by a fault (scripted or random status).
+    pub injected_statuses: u64,
+    /// Most ingestion requests in progress at one time.
+    pub max_concurrent_requests: u64,
+}
+
+/// One token the emulator issued.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuedToken {
+    /// The app (client) id it was issued to.
+    pub(crate) client_id: String,
+    /// Its `aud` claim.
+    pub(crate) audience: String,
+    /// When it stops being valid.
+    pub(crate) expires_at: SystemTime,
+    /// Revoked by a fault.
+    pub(crate) revoked: bool,
+}
+
+/// A stored row and the stream it was sent to.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredRow {
+    pub(crate) stream: String,
+    pub(crate) row: Value,
+}
+
+/// Mutable state behind one lock (never held across an await).
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) faults: Faults,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) tokens: HashMap<String, IssuedToken>,
+    pub(crate) tokens_used: HashSet<String>,
+    pub(crate) rows: Vec<StoredRow>,
+    pub(crate) stats: Stats,
+}
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: EmulatorConfig,
+    inner: Mutex<Inner>,
+    in_flight: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn new(config: EmulatorConfig) -> Self {
+        let faults = config.faults.clone();
+        let mut inner = Inner {
+            faults: Faults::default(),
+            rng: fastrand::Rng::new(),
+            tokens: HashMap::new(),
+            tokens_used: HashSet::new(),
+            rows: Vec::new(),
+            stats: Stats::default(),
+        };
+        inner.set_faults(faults);
+        State {
+            config,
+            inner: Mutex::new(inner),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// The lock; a panic elsewhere must not wedge the emulator, so poisoning is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks one more ingestion request in progress until the guard drops.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut inner = self.lock();
+        inner.stats.max_concurrent_requests = inner.stats.max_concurrent_requests.max(now);
+        InFlight(self)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let inner = self.lock();
+        let mut stats = inner.stats.clone();
+        stats.distinct_tokens_used = inner.tokens_used.len() as u64;
+        stats
+    }
+
+    pub(crate) fn rows(&self, stream: Option<&str>) -> Vec<Value> {
+        self.lock()
+            .rows
+            .iter()
+            .filter(|stored| stream.is_none_or(|name| stored.stream == name))
+            .map(|stored| stored.row.clone())
+            .collect()
+    }
+
+    /// Clears rows, counters and faults (back to the configured ones); issued tokens stay valid.
+    pub(crate) fn reset(&self) {
+        let mut inner = self.lock();
+        inner.rows.clear();
+        inner.stats = Stats::default();
+        inner.tokens_used.clear();
+        inner.set_faults(self.config.faults.clone());
+    }
+}
+
+impl Inner {
+    /// Puts `faults` in force; `revoke_tokens` revokes every token issued so far, once.
+    pub(crate) fn set_faults(&mut self, mut faults: Faults) {
+        if faults.revoke_tokens {
+            for token in self.tokens.values_mut() {
+                token.revoked = true;
+            }
+            faults.revoke_tokens = false;
+        }
+        if let Some(seed) = faults.seed {
+            self.rng = fastrand::Rng::with_seed(seed);
+        }
+        self.faults = faults;
+    }
+
+    /// Counts one ingestion answer.
+    pub(crate) fn count_status(&mut self, status: u16) {
+        *self.stats.status_counts.entry(status).or_insert(0) += 1;
+        if status == 204 {
+            self.stats.accepted_requests += 1;
+        }
+    }
+}
+
+/// An ingestion request in progress.
+pub(crate) struct InFlight<'a>(&'a State);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
