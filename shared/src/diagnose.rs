@@ -499,8 +499,12 @@ pub fn explain_ingestion_status(status: u16, code: &str, message: &str) -> Optio
             format!("403: the app may not write to this rule. Grant the role Monitoring Metrics Publisher on the data collection rule to the app (service principal); a new role assignment can take up to 30 minutes to take effect{service}"),
             portal::ROLE_ASSIGNMENT,
         ),
+        404 if format!("{code} {message}").to_ascii_lowercase().contains("stream") => advice(
+            format!("404: the stream is not declared in this rule. The URL's /streams/<name> (LOGS_INGESTION_STREAM) must be a key of the DCR's streamDeclarations, e.g. Custom-KeeperAuditEvents, spelled exactly{service}"),
+            portal::TABLE_AND_RULE,
+        ),
         404 => advice(
-            format!("404: no such rule or stream at this endpoint. Check the DCR immutable id (the rule's JSON View, immutableId: dcr-…) and the stream name (a key of its streamDeclarations, e.g. Custom-KeeperAuditEvents){service}"),
+            format!("404: no such rule at this endpoint. Check the DCR immutable id (the rule's JSON View, immutableId: dcr-…) and that the endpoint is the one the rule is associated with; a wrong stream name also gives 404{service}"),
             portal::TABLE_AND_RULE,
         ),
         413 => advice(
@@ -1066,6 +1070,12 @@ mod tests {
         )
         .unwrap();
         assert!(not_found.fix.contains("immutable id") && not_found.fix.contains("stream"));
+        let no_stream =
+            explain_ingestion_status(404, "InvalidStream", "Stream 'Custom-X' is not declared")
+                .unwrap();
+        assert!(
+            no_stream.fix.contains("streamDeclarations") && !no_stream.fix.contains("immutable id")
+        );
         assert!(explain_ingestion_status(401, "", "")
             .unwrap()
             .fix
