@@ -379,7 +379,7 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_acknowledged()
     assert!(
         entry["reason"]
             .as_str()
-            .is_some_and(|reason| !reason.is_empty()),
+            .is_some_and(|reason| reason.contains("malformed")),
         "{entry}"
     );
     assert!(
@@ -417,4 +417,42 @@ async fn bad_configuration_stops_the_handler_with_a_clear_message() {
         stderr.contains("azure-handler: missing configuration: set `"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn the_proxied_http_function_delivers_with_the_shared_token_and_refuses_without() {
+    let emulator = emulator().await;
+    let mut env = emulator.env();
+    env.push((
+        "LOGRELAY_HTTP_TOKEN".into(),
+        "keeper-webhook-shared-token".into(),
+    ));
+    let handler = Handler::start(env).await;
+    let client = reqwest::Client::new();
+    // With enableProxyingHttpRequest and routePrefix "", the host forwards the caller's
+    // request unchanged: same path, headers and body.
+    let refused = client
+        .post(format!("{}/events", handler.base))
+        .header("Content-Type", "application/json")
+        .header("Authorization", "Bearer wrong-token")
+        .body(fixture("http-events.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(emulator.rows().is_empty());
+    let accepted = client
+        .post(format!("{}/events", handler.base))
+        .header("Content-Type", "application/json")
+        .header("Authorization", "Bearer keeper-webhook-shared-token")
+        .header("X-Forwarded-For", "203.0.113.50")
+        .body(fixture("http-events.json"))
+        .send()
+        .await
+        .expect("request");
+    let status = accepted.status().as_u16();
+    let body = accepted.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}\n{}", handler.logs());
+    assert_eq!(usernames(&emulator), users(&["lou.http", "max.http"]));
+    assert!(!handler.logs().contains("keeper-webhook-shared-token"));
 }

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
 
 use logrelay::ingest::TransientPolicy;
+use logrelay::router::RouterState;
 
 use crate::forward::{Forwarder, Plan};
 use crate::invocation::{summary_line, Invocation, Outcome};
@@ -31,15 +34,35 @@ pub(crate) struct AppState {
     pub(crate) queue_encoding: BodyEncoding,
 }
 
-/// Readiness plus the non-HTTP trigger routes.
-pub(crate) fn routes(state: AppState) -> Router {
-    Router::new()
+/// Readiness, the non-HTTP trigger routes, and the HTTP function `events`.
+///
+/// host.json sets `enableProxyingHttpRequest` and `routePrefix: ""`, so the host proxies the
+/// caller's original request (`POST /events`, headers and body unchanged) and returns our
+/// answer as is: the shared routes of [`logrelay::router`] serve it exactly as the AWS HTTP
+/// function does (bearer token, 200/400/401/413/503). Without `LOGRELAY_HTTP_TOKEN`
+/// (`http` is `None`) `/events` answers 503 naming the missing setting.
+pub(crate) fn routes(state: AppState, http: Option<RouterState>) -> Router {
+    let triggers = Router::new()
         .route("/", get(ready))
         .route(&format!("/{QUEUE_FUNCTION}"), post(queue_events))
         .route(&format!("/{BLOB_FUNCTION}"), post(blob_events))
         .route(&format!("/{EVENTHUB_FUNCTION}"), post(eventhub_events))
         .layer(DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
-        .with_state(state)
+        .with_state(state);
+    match http {
+        Some(http) => triggers.merge(logrelay::router::app(http)),
+        None => triggers.route("/events", any(http_disabled)),
+    }
+}
+
+/// `/events` when no shared token is configured: refuse rather than accept unauthenticated events.
+async fn http_disabled() -> impl IntoResponse {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({
+            "error": "the HTTP function is disabled: set the LOGRELAY_HTTP_TOKEN app setting (a Key Vault reference works)"
+        })),
+    )
 }
 
 /// The host polls `GET /` until anything answers (azure-monitor-protocol.md §5.1).
@@ -141,17 +164,18 @@ async fn invoke(
 
 #[cfg(test)]
 mod tests {
-    use axum::http::StatusCode;
-
     use super::*;
     use crate::forward::fake::Recorder;
     use crate::invocation::InvocationResult;
 
     fn app(recorder: Arc<Recorder>) -> Router {
-        routes(AppState {
-            forwarder: recorder,
-            queue_encoding: BodyEncoding::None,
-        })
+        routes(
+            AppState {
+                forwarder: recorder,
+                queue_encoding: BodyEncoding::None,
+            },
+            None,
+        )
     }
 
     /// Serves `app` on a free loopback port, as the host would reach it.
@@ -189,6 +213,23 @@ mod tests {
         let base = serve(app(Arc::default())).await;
         let response = reqwest::get(format!("{base}/")).await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
+    }
+
+    #[tokio::test]
+    async fn without_a_shared_token_the_http_function_refuses_with_the_setting_to_fix() {
+        let base = serve(app(Arc::default())).await;
+        let response = reqwest::Client::new()
+            .post(format!("{base}/events"))
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .contains("LOGRELAY_HTTP_TOKEN"));
     }
 
     #[tokio::test]

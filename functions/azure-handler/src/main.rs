@@ -22,6 +22,8 @@ use logrelay::config::Config;
 use logrelay::dead_letter::LocalDirDeadLetter;
 use logrelay::keeper::DecodeOptions;
 use logrelay::relay::Relay;
+use logrelay::router::RouterState;
+use logrelay::secret::Secret;
 
 use crate::app::AppState;
 use crate::forward::RelayForwarder;
@@ -58,11 +60,21 @@ async fn run() -> logrelay::Result<()> {
         port = settings.port,
         "Custom handler configured."
     );
+    let http = match std::env::var("LOGRELAY_HTTP_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Some(RouterState::new(
+            Arc::new(relay.clone()),
+            Secret::new(token.trim()),
+        )),
+        _ => {
+            tracing::warn!("LOGRELAY_HTTP_TOKEN is not set: the HTTP function `events` answers 503 until it is.");
+            None
+        }
+    };
     let state = AppState {
         forwarder: Arc::new(RelayForwarder::new(relay, config.tuning.deadline)),
         queue_encoding: settings.queue_encoding,
     };
-    let router = app::routes(state);
+    let router = app::routes(state, http);
     // The host talks to us on loopback only; the port "isn't the public facing port" (§5.1).
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = tokio::net::TcpListener::bind(address)
