@@ -1,1 +1,17 @@
-fn main() {}
+//! s3-forwarder: Keeper exports written to S3 → Azure Monitor Logs. Triggered by S3
+//! notifications directly, through SQS (SNS or EventBridge in between), or by EventBridge.
+
+mod handler;
+
+use lambda_runtime::{service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logrelay::telemetry::init();
+    let (forwarder, _clients) = logrelay::aws::forwarder_from_env().await?;
+    let forwarder = &forwarder;
+    lambda_runtime::run(service_fn(move |event| {
+        handler::function_handler(forwarder, event)
+    }))
+    .await
+}

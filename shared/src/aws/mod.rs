@@ -1,18 +1,22 @@
 //! AWS adapters: S3 notices and objects, the S3 dead letter, Secrets Manager. OWNER: aws helper.
 
 pub mod clients;
+pub mod forward;
 pub mod notification;
 pub mod s3;
 pub mod secrets;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::auth::SecretSource;
+use crate::config::{Config, Credential};
 use crate::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use crate::keeper::{DecodeOptions, SchemaMode};
+use crate::relay::Relay;
 use crate::{Error, Result};
 
 pub use clients::AwsClients;
+pub use forward::{Bodies, Forwarder, Outcome};
 pub use notification::{extract, extract_text, Extracted, ObjectRef};
 pub use s3::{forward_object, ObjectOutcome, S3DeadLetter};
 pub use secrets::SecretsManagerSource;
@@ -66,5 +70,63 @@ pub fn decode_options_from_env(config: &Config) -> Result<DecodeOptions> {
         schema,
         max_decompressed_bytes: config.tuning.max_decompressed_bytes,
         now: std::time::SystemTime::now(),
+    })
+}
+
+/// Everything a Lambda function needs, built once per container from the environment:
+/// configuration, AWS clients, the client secret from Secrets Manager when
+/// `AZURE_CLIENT_SECRET_ARN` is set, the dead letter, and the relay.
+pub async fn forwarder_from_env() -> Result<(Forwarder, AwsClients)> {
+    let config = Config::from_env()?;
+    let clients = AwsClients::from_env().await;
+    let secrets: Option<Arc<dyn SecretSource>> = match &config.auth.credential {
+        Credential::SecretArn(arn) => Some(Arc::new(SecretsManagerSource::new(
+            clients.secrets.clone(),
+            arn.clone(),
+        ))),
+        _ => None,
+    };
+    let dead_letter = dead_letter_from_env(&clients)?;
+    let decode = decode_options_from_env(&config)?;
+    let relay = Relay::from_config(&config, dead_letter, decode, secrets).await?;
+    let forwarder = Forwarder {
+        relay,
+        s3: clients.s3.clone(),
+        budget: config.tuning.deadline,
+    };
+    Ok((forwarder, clients))
+}
+
+/// A forwarder whose Azure, Entra and S3 endpoints are a closed loopback port, writing to
+/// `dead_letter`: for handler tests that must never reach a service.
+pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<Forwarder> {
+    const CLOSED: &str = "http://127.0.0.1:9";
+    let config = Config::from_lookup(|name| {
+        let value = match name {
+            "AZURE_TENANT_ID" => "00000000-0000-0000-0000-000000000001".to_string(),
+            "AZURE_CLIENT_ID" => "00000000-0000-0000-0000-000000000002".to_string(),
+            "AZURE_CLIENT_SECRET" => "offline".to_string(),
+            "AZURE_AUTHORITY_HOST" => CLOSED.to_string(),
+            "LOGS_INGESTION_ENDPOINT" => format!("{CLOSED}/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-KeeperSecurityEvents?api-version=2023-01-01"),
+            _ => return None,
+        };
+        Some(value)
+    })?;
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(CLOSED)
+        .build();
+    let clients = AwsClients::from_sdk_config(&sdk, true);
+    let decode = DecodeOptions {
+        schema: SchemaMode::Keeper,
+        max_decompressed_bytes: config.tuning.max_decompressed_bytes,
+        now: std::time::SystemTime::now(),
+    };
+    let relay = Relay::from_config(&config, dead_letter, decode, None).await?;
+    Ok(Forwarder {
+        relay,
+        s3: clients.s3,
+        budget: config.tuning.deadline,
     })
 }
