@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
 use logrelay::config::Config;
 use logrelay::dead_letter::MemoryDeadLetter;
-use logrelay::ingest::{EncodedRow, Origin, Report, SessionOptions, MAX_BATCH_BYTES};
+use logrelay::ingest::{
+    EncodedRow, Origin, Report, SessionOptions, TransientPolicy, MAX_BATCH_BYTES,
+};
 use logrelay::keeper::{DecodeOptions, SchemaMode};
 use logrelay::relay::Relay;
 use serde_json::json;
@@ -300,4 +302,38 @@ async fn an_unknown_dcr_dead_letters_every_row_pointing_at_the_immutable_id() {
         "{reason}"
     );
     assert!(reason.contains("NotFound"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_and_the_rows_land() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.set_faults(Faults::scripted(&[azmon_emulator::DROP_CONNECTION]));
+    let (relay, dead) = relay(&config(&emulator, &[])).await;
+    let report = send(&relay, (0..20).map(|i| keeper_row(i, 100))).await;
+    assert_eq!(event_ids(&emulator), expected_ids(0..20));
+    assert_eq!((report.delivered, report.retries), (20, 1));
+    assert!(dead.entries().is_empty());
+}
+
+#[tokio::test]
+async fn an_outage_outlasting_the_attempts_fails_rows_for_the_platform_to_retry() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.set_faults(Faults::random_statuses(1.0, &[503], 0));
+    let (relay, dead) = relay(&config(&emulator, &[("LOGRELAY_MAX_ATTEMPTS", "2")])).await;
+    let mut session = relay.session(SessionOptions {
+        deadline: Some(Instant::now() + Duration::from_secs(20)),
+        transient: TransientPolicy::Fail,
+    });
+    for row in (0..30).map(|i| keeper_row(i, 100)) {
+        session.push(row).await.unwrap();
+    }
+    let report = session.finish().await.unwrap();
+    assert!(report.is_balanced(), "{report:?}");
+    assert_eq!((report.failed_transient, report.dead_lettered), (30, 0));
+    assert_eq!(report.requests, 2);
+    assert!(
+        dead.entries().is_empty(),
+        "failed rows are retried by the platform, not dead-lettered"
+    );
+    assert!(emulator.rows().is_empty());
 }
