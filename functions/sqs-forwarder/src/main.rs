@@ -1,1 +1,17 @@
-fn main() {}
+//! sqs-forwarder: SQS messages holding Keeper events (any container) or S3 notices → Azure
+//! Monitor Logs, with partial batch responses.
+
+mod handler;
+
+use lambda_runtime::{service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logrelay::telemetry::init();
+    let (forwarder, _clients) = logrelay::aws::forwarder_from_env().await?;
+    let forwarder = &forwarder;
+    lambda_runtime::run(service_fn(move |event| {
+        handler::function_handler(forwarder, event)
+    }))
+    .await
+}
