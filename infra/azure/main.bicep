@@ -322,7 +322,7 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = if (deployFunctionApp) {
   }
 }
 
-var storageConnection = deployFunctionApp ? 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage!.listKeys().keys[0].value}' : ''
+var storageConnection = deployFunctionApp ? 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage.listKeys().keys[0].value}' : ''
 
 resource functionApp 'Microsoft.Web/sites@2023-12-01' = if (deployFunctionApp) {
   // checkov:skip=CKV_AZURE_222: The /events HTTP route must be reachable by Keeper and webhooks on the internet; it requires a bearer token.
