@@ -68,7 +68,13 @@ def get(path):
         return json.load(response)
 
 stats = get("/_emulator/stats")
-print("stats:", json.dumps(stats, sort_keys=True))
+keys = ["token_requests", "ingestion_requests", "accepted_requests", "status_counts",
+        "gzip_requests", "max_wire_bytes", "max_decompressed_bytes", "rows", "dropped_columns",
+        "replaced_time_generated"]
+print(f"emulator stats ({base}/_emulator/stats):")
+for key in keys:
+    if key in stats:
+        print(f"  {key:<24} {stats[key]}")
 rows = get("/_emulator/rows")
 if isinstance(rows, dict):
     rows = rows.get("rows", [])
