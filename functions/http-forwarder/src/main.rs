@@ -1,1 +1,22 @@
-fn main() {}
+//! http-forwarder: Keeper events POSTed to a Lambda Function URL or API Gateway HTTP API →
+//! Azure Monitor Logs, through the shared axum router.
+
+mod handler;
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, Error};
+use logrelay::router::{app, RouterState};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    logrelay::telemetry::init();
+    let (forwarder, clients) = logrelay::aws::forwarder_from_env().await?;
+    let token = logrelay::aws::secrets::http_token_from_env(&clients.secrets).await?;
+    let router = app(RouterState::new(Arc::new(forwarder.relay), token));
+    let router = &router;
+    lambda_runtime::run(service_fn(move |event| {
+        handler::function_handler(router, event)
+    }))
+    .await
+}
