@@ -356,3 +356,52 @@ async fn token_shows_audience_tenant_app_and_expiry() {
     assert!(facts["expires_in_secs"].as_u64().unwrap() > 60, "{facts}");
     assert!(facts.get("token").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_takes_time_generated_from_the_named_field() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "events.ndjson", 40, "push", 9, &[]).await;
+    let sent: Vec<Value> = std::fs::read_to_string(dir.path().join("events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+
+    let without_field = logrelay(
+        &["send", "--schema", "passthrough", "events.ndjson"],
+        &emulator.env(),
+        dir.path(),
+        None,
+    )
+    .await;
+    assert_eq!(without_field.code, 2, "{}", without_field.all_output());
+    assert!(without_field.stderr.contains("--time-field"));
+
+    let run = logrelay(
+        &[
+            "send",
+            "--schema",
+            "passthrough",
+            "--time-field",
+            "timestamp",
+            "events.ndjson",
+        ],
+        &emulator.env(),
+        dir.path(),
+        None,
+    )
+    .await;
+
+    assert_eq!(run.code, 0, "{}", run.all_output());
+    let rows = emulator.rows();
+    assert_eq!(rows.len(), 40);
+    for (row, event) in rows.iter().zip(&sent) {
+        let stored: chrono::DateTime<chrono::Utc> =
+            row["TimeGenerated"].as_str().unwrap().parse().unwrap();
+        let original: chrono::DateTime<chrono::Utc> =
+            event["timestamp"].as_str().unwrap().parse().unwrap();
+        assert_eq!(stored, original);
+        assert_eq!(row["audit_event"], event["audit_event"]);
+    }
+}

@@ -51,6 +51,11 @@ struct Input {
 /// Opens every input before sending anything, so a typo fails fast.
 fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
     let names: Vec<String> = if names.is_empty() {
+        if io::stdin().is_terminal() {
+            return Err(
+                "nothing to send: name files (`logrelay send export.json.gz`) or pipe events in (`logrelay send - < events.ndjson`)".into(),
+            );
+        }
         vec!["-".to_string()]
     } else {
         names.to_vec()
