@@ -456,3 +456,36 @@ async fn the_proxied_http_function_delivers_with_the_shared_token_and_refuses_wi
     assert_eq!(usernames(&emulator), users(&["lou.http", "max.http"]));
     assert!(!handler.logs().contains("keeper-webhook-shared-token"));
 }
+
+#[tokio::test]
+async fn a_truncated_gzip_blob_is_dead_lettered_by_uri_and_acknowledged() {
+    use base64::Engine;
+    let emulator = emulator().await;
+    let handler = Handler::start(emulator.env()).await;
+    let mut invocation: Value =
+        serde_json::from_str(&fixture("blob-gzip-ndjson.json")).expect("fixture is JSON");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let gzip = engine
+        .decode(invocation["Data"]["blob"].as_str().expect("blob data"))
+        .expect("fixture blob is base64");
+    // An upload cut short: the gzip header and part of the stream, no trailer.
+    invocation["Data"]["blob"] = Value::String(engine.encode(&gzip[..gzip.len() / 2]));
+    let (status, answer) = handler.invoke("blob-events", &invocation.to_string()).await;
+    assert_eq!(status, 200, "{answer}\n{}", handler.logs());
+    let entries = handler.dead_letters();
+    assert!(!entries.is_empty(), "{answer}");
+    assert!(
+        entries.iter().any(|entry| entry["source"]
+            .as_str()
+            .is_some_and(|source| source.ends_with("keeper-0900.ndjson.gz"))),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().any(|entry| entry["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("gzip"))),
+        "{entries:?}"
+    );
+    let logs = logs_of(&answer);
+    assert!(!logs.contains("dead_lettered=0"), "{logs}");
+}
