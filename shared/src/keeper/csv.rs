@@ -63,8 +63,11 @@ pub(crate) fn split_fields(record: &str, out: &mut Vec<String>) {
 }
 
 /// Header names made unique (a repeated name gets `_2`, `_3`, ...) so no cell is overwritten.
+/// Linear in the header size, whatever it repeats.
 pub(crate) fn header_names(fields: Vec<String>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::with_capacity(fields.len());
+    let mut used = std::collections::HashSet::with_capacity(fields.len());
+    let mut next_suffix: std::collections::HashMap<String, usize> = Default::default();
+    let mut names = Vec::with_capacity(fields.len());
     for (index, field) in fields.into_iter().enumerate() {
         let base = if field.trim().is_empty() {
             format!("column_{}", index + 1)
@@ -72,11 +75,17 @@ pub(crate) fn header_names(fields: Vec<String>) -> Vec<String> {
             field.trim().to_owned()
         };
         let mut name = base.clone();
-        let mut n = 2;
-        while names.contains(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
+        if used.contains(&name) {
+            let n = next_suffix.entry(base.clone()).or_insert(2);
+            loop {
+                name = format!("{base}_{n}");
+                *n += 1;
+                if !used.contains(&name) {
+                    break;
+                }
+            }
         }
+        used.insert(name.clone());
         names.push(name);
     }
     names
