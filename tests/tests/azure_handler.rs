@@ -489,3 +489,33 @@ async fn a_truncated_gzip_blob_is_dead_lettered_by_uri_and_acknowledged() {
     let logs = logs_of(&answer);
     assert!(!logs.contains("dead_lettered=0"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_blob_inflating_past_the_limit_is_dead_lettered_not_retried() {
+    use std::io::Write;
+
+    use base64::Engine;
+    let emulator = emulator().await;
+    let mut env = emulator.env();
+    env.push(("LOGRELAY_MAX_DECOMPRESSED_BYTES".into(), "1024".into()));
+    let handler = Handler::start(env).await;
+    // A small gzip that inflates to 1 MiB of zeros: a gzip bomb for a 1 KiB guard.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&vec![0u8; 1 << 20]).expect("gzip");
+    let gzip = gzip.finish().expect("gzip");
+    let mut invocation: Value =
+        serde_json::from_str(&fixture("blob-gzip-ndjson.json")).expect("fixture is JSON");
+    invocation["Data"]["blob"] =
+        Value::String(base64::engine::general_purpose::STANDARD.encode(&gzip));
+    let (status, answer) = handler.invoke("blob-events", &invocation.to_string()).await;
+    assert_eq!(status, 200, "{answer}\n{}", handler.logs());
+    let entries = handler.dead_letters();
+    assert_eq!(entries.len(), 1, "{answer}");
+    assert!(
+        entries[0]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("LOGRELAY_MAX_DECOMPRESSED_BYTES")),
+        "{entries:?}"
+    );
+    assert!(emulator.rows().is_empty());
+}
