@@ -7,12 +7,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 
 use logrelay::dead_letter::{raw_text, DeadLetterEntry};
 use logrelay::ingest::{Report, SessionOptions, TransientPolicy};
+use logrelay::keeper::DecodeOptions;
 use logrelay::relay::Relay;
 use logrelay::{Error, Result};
 
@@ -102,7 +103,18 @@ impl Forwarder for RelayForwarder {
                 deadline: Some(Instant::now() + self.deadline),
                 transient,
             };
-            let mut session = self.relay.session(options);
+            // A relay for this invocation with "now" refreshed: the old-event check compares
+            // against it, and this process lives for days. Clones share the token cache.
+            let decode = DecodeOptions {
+                now: SystemTime::now(),
+                ..self.relay.decode_options().clone()
+            };
+            let relay = Relay::new(
+                self.relay.ingestor().clone(),
+                self.relay.dead_letter().clone(),
+                decode,
+            );
+            let mut session = relay.session(options);
             let mut failure = None;
             for entry in plan.rejects {
                 if let Err(error) = session.reject(entry).await {
@@ -115,8 +127,7 @@ impl Forwarder for RelayForwarder {
                     break;
                 }
                 let raw = input.bytes.clone();
-                let forwarded = self
-                    .relay
+                let forwarded = relay
                     .forward_into(&mut session, raw.clone().reader(), input.source.clone())
                     .await;
                 match forwarded {
