@@ -11,7 +11,7 @@ pub(crate) async fn run(json: bool) -> Result<ExitCode, String> {
     if json {
         crate::print_json(&diagnosis)?;
     } else {
-        print!("{}", diagnosis.render());
+        crate::print_out(&diagnosis.render())?;
     }
     Ok(if diagnosis.ok {
         ExitCode::SUCCESS

@@ -192,8 +192,22 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> 
 /// Pretty JSON on stdout.
 pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{text}");
-    Ok(())
+    print_out(&format!("{text}\n"))
+}
+
+/// Writes command output to stdout. A closed pipe (`logrelay schema | head`) ends the output
+/// quietly instead of panicking as `println!` would.
+pub(crate) fn print_out(text: &str) -> Result<(), String> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {error}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs `body` against a file (or stdout), optionally gzipped, and flushes it.
@@ -204,6 +218,22 @@ fn write_output(
 ) -> Result<(), String> {
     let name = out.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
     let fail = |error: io::Error| format!("cannot write {name}: {error}");
+    let result = write_output_inner(out, gzip, body, fail);
+    match result {
+        // The reader of stdout went away (`logrelay generate | head`): not an error.
+        Err((kind, _)) if out.is_none() && kind == io::ErrorKind::BrokenPipe => Ok(()),
+        Err((_, message)) => Err(message),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn write_output_inner(
+    out: Option<&PathBuf>,
+    gzip: bool,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    fail: impl Fn(io::Error) -> String,
+) -> Result<(), (io::ErrorKind, String)> {
+    let fail = |error: io::Error| (error.kind(), fail(error));
     let sink: Box<dyn Write> = match out {
         Some(path) => Box::new(File::create(path).map_err(fail)?),
         None => Box::new(io::stdout().lock()),

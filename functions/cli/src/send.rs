@@ -167,7 +167,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
     if args.json {
         crate::print_json(&report)?;
     } else {
-        print!("{}", summary(&report, &dead_letter.location()));
+        crate::print_out(&summary(&report, &dead_letter.location()))?;
     }
     let complete = input_errors.is_empty() && report.delivered == report.events_in;
     Ok(if complete {

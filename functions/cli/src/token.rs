@@ -32,17 +32,18 @@ pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
         crate::print_json(&value)?;
     } else {
         let or_unknown = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".into());
-        println!("audience  {}", or_unknown(&facts.audience));
-        println!("tenant    {}", or_unknown(&facts.tenant));
-        println!("app id    {}", or_unknown(&facts.app_id));
-        println!(
-            "expires   {} (in {} min)",
+        let mut text = format!(
+            "audience  {}\ntenant    {}\napp id    {}\nexpires   {} (in {} min)\n",
+            or_unknown(&facts.audience),
+            or_unknown(&facts.tenant),
+            or_unknown(&facts.app_id),
             facts.expires_at,
             facts.expires_in_secs / 60
         );
         if show {
-            println!("token     {}", token.secret.expose());
+            text.push_str(&format!("token     {}\n", token.secret.expose()));
         }
+        crate::print_out(&text)?;
     }
     Ok(ExitCode::SUCCESS)
 }
