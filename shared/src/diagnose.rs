@@ -698,8 +698,9 @@ pub async fn diagnose(
         return Diagnosis::from_steps(steps);
     }
 
-    // 3. Reachability.
-    let http = match crate::http::build_client(connect_timeout) {
+    // 3. Reachability. The client keeps the configured request timeout for the token and the
+    // probe; each reachability check has its own shorter one.
+    let http = match crate::http::build_client(config.tuning.request_timeout) {
         Ok(http) => http,
         Err(error) => {
             steps.push(Step::failed(
