@@ -363,3 +363,23 @@ async fn an_unreachable_authority_fails_the_network_step() {
         "{failed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_identity_configuration_passes_every_step() {
+    let config = EmulatorConfig::default();
+    let header = config.identity_header.clone();
+    let emulator = Emulator::start(config).await.unwrap();
+
+    let (code, steps, human) = doctor(emulator.identity_env(), &header).await;
+
+    assert_eq!(code, 0, "{human}");
+    assert!(steps[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("managed identity"));
+    assert!(steps[2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("identity endpoint"));
+    assert_eq!(probe_rows(&emulator).len(), 2);
+}
