@@ -519,3 +519,36 @@ async fn a_blob_inflating_past_the_limit_is_dead_lettered_not_retried() {
     );
     assert!(emulator.rows().is_empty());
 }
+
+#[tokio::test]
+async fn a_wrong_identity_header_surfaces_the_advice_loses_nothing_and_is_never_printed() {
+    let emulator = emulator().await;
+    let mut env: Vec<(String, String)> = emulator
+        .identity_env()
+        .into_iter()
+        .filter(|(name, _)| name != "IDENTITY_HEADER")
+        .collect();
+    env.push((
+        "IDENTITY_HEADER".into(),
+        "stale-identity-header-value".into(),
+    ));
+    let handler = Handler::start(env).await;
+    let (status, answer) = handler
+        .invoke("queue-events", &fixture("queue-plain.json"))
+        .await;
+    let advice = "X-IDENTITY-HEADER";
+    if status == 200 {
+        // Acknowledged only because both events are in the dead letter with the advice.
+        let entries = handler.dead_letters();
+        assert_eq!(entries.len(), 2, "{answer}");
+        assert!(entries.iter().all(|entry| entry["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains(advice))));
+    } else {
+        assert_eq!(status, 500, "{answer}");
+        assert!(logs_of(&answer).contains(advice), "{answer}");
+    }
+    assert!(emulator.rows().is_empty());
+    assert!(!handler.logs().contains("stale-identity-header-value"));
+    assert!(!answer.to_string().contains("stale-identity-header-value"));
+}
