@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
@@ -21,6 +21,9 @@ use crate::{blob, eventhub, queue};
 /// Largest invocation request accepted. A blob trigger carries the whole blob, base64 (4/3 of
 /// its size) inside JSON; the Functions host itself buffers it, so this only guards the handler.
 pub(crate) const MAX_INVOCATION_BYTES: usize = 256 << 20;
+
+/// Header the host sets on every invocation request (azure-monitor-protocol.md §5.1).
+pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
 /// Function names: the folder names under infra/azure/function-app, which the host uses as paths.
 pub(crate) const QUEUE_FUNCTION: &str = "queue-events";
@@ -70,27 +73,31 @@ async fn ready() -> &'static str {
     "logrelay azure-handler ready\n"
 }
 
-async fn queue_events(State(state): State<AppState>, body: Bytes) -> Outcome {
+async fn queue_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Outcome {
     let encoding = state.queue_encoding;
     // Failing leaves the message in the queue; after maxDequeueCount the host moves it to
     // `<queue>-poison`, so nothing is lost by asking for a retry.
-    invoke(&state, QUEUE_FUNCTION, &body, |invocation| {
+    invoke(&state, QUEUE_FUNCTION, &headers, &body, |invocation| {
         (queue::plan(invocation, encoding), TransientPolicy::Fail)
     })
     .await
 }
 
-async fn blob_events(State(state): State<AppState>, body: Bytes) -> Outcome {
+async fn blob_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Outcome {
     // Failing makes the host retry the blob (5 times, then a poison-queue message naming it);
     // the blob itself stays in its container.
-    invoke(&state, BLOB_FUNCTION, &body, |invocation| {
+    invoke(&state, BLOB_FUNCTION, &headers, &body, |invocation| {
         (blob::plan(invocation), TransientPolicy::Fail)
     })
     .await
 }
 
-async fn eventhub_events(State(state): State<AppState>, body: Bytes) -> Outcome {
-    invoke(&state, EVENTHUB_FUNCTION, &body, |invocation| {
+async fn eventhub_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Outcome {
+    invoke(&state, EVENTHUB_FUNCTION, &headers, &body, |invocation| {
         (eventhub::plan(invocation), eventhub_policy(invocation))
     })
     .await
@@ -111,9 +118,14 @@ fn eventhub_policy(invocation: &Invocation) -> TransientPolicy {
 async fn invoke(
     state: &AppState,
     function: &str,
+    headers: &HeaderMap,
     body: &[u8],
     plan: impl FnOnce(&Invocation) -> (Plan, TransientPolicy),
 ) -> Outcome {
+    let invocation_id = headers
+        .get(INVOCATION_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("-");
     let (plan, policy) = match Invocation::parse(body) {
         Ok(invocation) => plan(&invocation),
         // Not the protocol shape: keep the body and complete, rather than retry it forever.
@@ -127,6 +139,7 @@ async fn invoke(
             let summary = summary_line(function, &report);
             tracing::info!(
                 function,
+                invocation_id,
                 events_in = report.events_in,
                 delivered = report.delivered,
                 dead_lettered = report.dead_lettered,
@@ -152,7 +165,7 @@ async fn invoke(
             }
         }
         Err(error) => {
-            tracing::error!(function, %error, transient = error.is_transient(), "Invocation failed; the host will retry it.");
+            tracing::error!(function, invocation_id, %error, transient = error.is_transient(), "Invocation failed; the host will retry it.");
             Outcome::Retry {
                 logs: vec![format!(
                     "logrelay {function}: {error}; failing the invocation so the host retries it"
