@@ -1072,3 +1072,67 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+#[tokio::test]
+async fn a_government_cloud_emulator_takes_only_the_us_scope_and_audience() {
+    let emulator = Emulator::start(EmulatorConfig {
+        cloud: logrelay::config::Cloud::UsGovernment,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    assert!(emulator
+        .env()
+        .contains(&("AZURE_CLOUD".to_string(), "usgovernment".to_string())));
+    let tenant = emulator.config().tenant_id.clone();
+    let (status, body) = request_token(
+        &emulator,
+        &tenant,
+        &token_form(
+            &emulator,
+            &[("scope", "https://monitor.azure.com/.default")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_scope");
+    assert_eq!(
+        body["error_uri"],
+        "https://login.microsoftonline.us/error?code=70011"
+    );
+    let (status, body) = request_token(
+        &emulator,
+        &tenant,
+        &token_form(
+            &emulator,
+            &[("scope", "https://monitor.azure.us//.default")],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        azmon_emulator::decode_claims(token).unwrap()["aud"],
+        "https://monitor.azure.us"
+    );
+    let rows = json!([login_row(&now(), "gov@example.com")]);
+    assert_eq!(
+        upload_json(&emulator, token, &rows).await.status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn outside_strict_mode_a_bare_object_is_accepted_and_dropped_as_observed() {
+    let emulator = Emulator::start(EmulatorConfig {
+        strict: false,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let token = emulator.issue_token();
+    let response = upload_json(&emulator, &token, &login_row(&now(), "a@example.com")).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(emulator.rows().is_empty());
+    assert_eq!(emulator.stats().accepted_requests, 1);
+}
