@@ -1,8 +1,6 @@
 //! The glue every binary uses: a byte source in, rows decoded on a blocking thread, pushed
 //! into an ingestion session, a report out.
 //!
-//! OWNER: core-ingest helper.
-//!
 //! Decoding is synchronous (it reads, inflates and parses), so it runs on a blocking thread
 //! and hands items to the async side over a bounded channel of [`DECODED_CHANNEL_ITEMS`]:
 //! when sending falls behind, decoding waits, and memory stays bounded whatever the input size.
@@ -10,6 +8,7 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncRead;
@@ -154,7 +153,12 @@ impl Relay {
         source: String,
     ) -> Result<()> {
         let (sender, mut receiver) = mpsc::channel::<Item>(DECODED_CHANNEL_ITEMS);
-        let decode = self.decode.clone();
+        // "Now" is taken per input: a warm Lambda container or a long-lived handler must not
+        // judge event age against the time it started.
+        let decode = DecodeOptions {
+            now: SystemTime::now().max(self.decode.now),
+            ..self.decode.clone()
+        };
         let decoder =
             tokio::task::spawn_blocking(move || decode_into(reader, &source, &decode, &sender));
 
