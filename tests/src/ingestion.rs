@@ -288,9 +288,10 @@ fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::St
 
 fn check_api_version(query: Option<&str>) -> Result<(), Response> {
     let version = query.and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
+        crate::form::parse(query.as_bytes())
+            .into_iter()
             .find(|(name, _)| name == "api-version")
-            .map(|(_, value)| value.into_owned())
+            .map(|(_, value)| value)
     });
     match version.as_deref() {
         Some(API_VERSION) => Ok(()),

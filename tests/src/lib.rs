@@ -25,6 +25,7 @@ mod config;
 mod conn;
 mod control;
 mod faults;
+mod form;
 mod ingestion;
 mod mi;
 mod state;

@@ -10,7 +10,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::faults;
 use crate::state::State;
@@ -75,11 +74,7 @@ fn issue(
             "The X-IDENTITY-HEADER header is missing.",
         ));
     };
-    if !bool::from(
-        presented
-            .as_bytes()
-            .ct_eq(config.identity_header.as_bytes()),
-    ) {
+    if presented.as_bytes() != config.identity_header.as_bytes() {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "The X-IDENTITY-HEADER header does not match this app's identity header.",
