@@ -898,7 +898,7 @@ mod tests {
     /// A complete client-secret configuration, with `changes` applied (`None` removes).
     fn env(changes: &[(&str, Option<&str>)]) -> HashMap<String, String> {
         let mut vars: HashMap<String, String> = [
-            ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("AZURE_TENANT_ID", "3f1c2a7e-9b4d-4e58-a6f0-1d2c3b4a5e6f"),
             ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
             ("AZURE_CLIENT_SECRET", SECRET),
         ]

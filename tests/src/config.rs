@@ -147,7 +147,7 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
             port: 0,
-            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".to_string(),
+            tenant_id: "3f1c2a7e-9b4d-4e58-a6f0-1d2c3b4a5e6f".to_string(),
             client_id: "0b5f7a41-3c2e-4d8b-9a61-5e2f8c7d1b90".to_string(),
             client_secret: "Qx8~pL2vN.d7Rk_Tz4mW9sYb-Hc3Jf6Ge1Ua5Vo0".to_string(),
             object_id: "d3c1a9e7-5b2f-4e8a-8c6d-1f0b9a7e3c52".to_string(),

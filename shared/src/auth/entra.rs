@@ -554,7 +554,7 @@ mod http_tests {
         ClientSecretProvider::new(
             reqwest::Client::new(),
             authority,
-            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "3f1c2a7e-9b4d-4e58-a6f0-1d2c3b4a5e6f",
             "11111111-2222-3333-4444-555555555555",
             "https://monitor.azure.com/.default",
             secrets,
@@ -575,7 +575,7 @@ mod http_tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         let (tenant, form) = &seen[0];
-        assert_eq!(tenant, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+        assert_eq!(tenant, "3f1c2a7e-9b4d-4e58-a6f0-1d2c3b4a5e6f");
         let expected: HashMap<String, String> = [
             ("client_id", "11111111-2222-3333-4444-555555555555"),
             ("scope", "https://monitor.azure.com/.default"),
