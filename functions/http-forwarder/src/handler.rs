@@ -1,8 +1,6 @@
 //! One HTTP request (payload format 2.0, Function URL or API Gateway HTTP API) through the
 //! shared router, converted both ways.
 
-use std::time::{Instant, SystemTime};
-
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::Body;
@@ -10,25 +8,18 @@ use axum::Router;
 use base64::Engine;
 use http::{HeaderValue, Method, Request};
 use lambda_runtime::{Error, LambdaEvent};
-use logrelay::aws::forward::DEADLINE_MARGIN;
-use logrelay::router::RequestDeadline;
+use logrelay::aws::forward::session_deadline;
+use logrelay::router::{RequestDeadline, DEFAULT_REQUEST_BUDGET};
 use tower::ServiceExt;
 
-/// Handles one request: its deadline is the invocation's minus the safety margin.
+/// Handles one request: its deadline is the invocation's minus a safety margin.
 pub(crate) async fn function_handler(
     router: &Router,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
-    let remaining = event
-        .context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .saturating_sub(DEADLINE_MARGIN);
+    let deadline = session_deadline(event.context.deadline(), DEFAULT_REQUEST_BUDGET);
     let mut request = to_http(event.payload)?;
-    request
-        .extensions_mut()
-        .insert(RequestDeadline(Instant::now() + remaining));
+    request.extensions_mut().insert(RequestDeadline(deadline));
     let response = router.clone().oneshot(request).await?;
     from_http(response).await
 }
@@ -89,7 +80,7 @@ mod tests {
     use logrelay::router::{app, RouterState};
     use logrelay::secret::Secret;
     use std::sync::Arc;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     const TOKEN: &str = "http-token-for-tests";
 

@@ -124,8 +124,8 @@ mod tests {
     #[tokio::test]
     async fn an_object_with_no_time_left_fails_the_invocation_for_a_retry() {
         let (forwarder, dead) = forwarder().await;
-        // One second left is inside the safety margin: nothing may start.
-        let error = function_handler(&forwarder, event(fixture("s3-put.json"), 1))
+        // No time left: nothing may start.
+        let error = function_handler(&forwarder, event(fixture("s3-put.json"), 0))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("retried"), "{error}");
@@ -141,7 +141,7 @@ mod tests {
         junk["messageId"] = "junk-1".into();
         junk["body"] = r#"[{"audit_event":"login"}]"#.into();
         payload["Records"].as_array_mut().unwrap().push(junk);
-        let answer = function_handler(&forwarder, event(payload, 1))
+        let answer = function_handler(&forwarder, event(payload, 0))
             .await
             .unwrap();
         // The notice has no time left; the test event and the junk are done with.

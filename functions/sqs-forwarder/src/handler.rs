@@ -108,7 +108,7 @@ mod tests {
             .iter()
             .map(|record| record.message_id.clone().unwrap())
             .collect();
-        let response = function_handler(&forwarder, event(batch, 1)).await.unwrap();
+        let response = function_handler(&forwarder, event(batch, 0)).await.unwrap();
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

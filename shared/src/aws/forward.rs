@@ -15,21 +15,44 @@ use crate::{Error, Result};
 use super::notification::{extract_text, Extracted, ObjectRef};
 use super::s3::{forward_object, ObjectOutcome};
 
-/// Time kept back from the Lambda deadline to write dead letters, log the summary and
-/// answer before the platform kills the invocation.
+/// Most time kept back from the Lambda deadline to write dead letters, log the summary and
+/// answer before the platform stops the invocation.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Least time kept back, for functions with short timeouts (Lambda's default is 3 s).
+pub const MIN_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// Deadlines below this many milliseconds since the epoch (2001-09-09) cannot be wall-clock
+/// instants and are read as a time span instead (see [`session_deadline`]). Lambda timeouts
+/// are at most 900 s, far below it.
+const RELATIVE_DEADLINE_BELOW: Duration = Duration::from_millis(1_000_000_000_000);
 
 /// The SQS `eventSource` of SQS records (azure-monitor-protocol.md §4.2).
 const SQS_EVENT_SOURCE: &str = "aws:sqs";
 
+/// Time kept back from `remaining`: a tenth of it, between [`MIN_DEADLINE_MARGIN`] and
+/// [`DEADLINE_MARGIN`] (a 3 s function keeps 0.5 s, a 15 min one keeps 5 s).
+pub fn margin(remaining: Duration) -> Duration {
+    (remaining / 10).clamp(MIN_DEADLINE_MARGIN, DEADLINE_MARGIN)
+}
+
 /// The delivery deadline for an invocation ending at `lambda_deadline`: the earlier of that
-/// minus [`DEADLINE_MARGIN`] and `budget` from now (`LOGRELAY_DEADLINE_SECS`).
+/// minus its [`margin`] and `budget` from now (`LOGRELAY_DEADLINE_SECS`).
 pub fn session_deadline(lambda_deadline: SystemTime, budget: Duration) -> Instant {
-    let remaining = lambda_deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
-        .saturating_sub(DEADLINE_MARGIN);
-    Instant::now() + remaining.min(budget)
+    let since_epoch = lambda_deadline
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let remaining = if since_epoch < RELATIVE_DEADLINE_BELOW {
+        // Not a wall-clock instant: cargo-lambda's local runtime sends the timeout itself
+        // (`lambda-runtime-deadline-ms: 600000`); real Lambda always sends epoch milliseconds.
+        since_epoch
+    } else {
+        lambda_deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    };
+    let usable = remaining.saturating_sub(margin(remaining));
+    Instant::now() + usable.min(budget)
 }
 
 /// Adds `other`'s counters to `total` (duration excluded: the caller times the invocation).
@@ -320,6 +343,17 @@ mod tests {
     }
 
     #[test]
+    fn a_short_function_keeps_half_a_second_back() {
+        let lambda = SystemTime::now() + Duration::from_secs(3);
+        let left = session_deadline(lambda, Duration::from_secs(300)) - Instant::now();
+        assert!(
+            left <= Duration::from_millis(2500) && left > Duration::from_millis(2300),
+            "{left:?}"
+        );
+        assert_eq!(margin(Duration::from_secs(900)), DEADLINE_MARGIN);
+    }
+
+    #[test]
     fn the_session_deadline_never_exceeds_the_configured_budget() {
         let lambda = SystemTime::now() + Duration::from_secs(900);
         let left = session_deadline(lambda, Duration::from_secs(10)) - Instant::now();
@@ -328,8 +362,23 @@ mod tests {
 
     #[test]
     fn a_past_lambda_deadline_leaves_no_time() {
-        let deadline = session_deadline(SystemTime::UNIX_EPOCH, Duration::from_secs(10));
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let deadline = session_deadline(past, Duration::from_secs(10));
         assert!(deadline <= Instant::now());
+        assert!(
+            session_deadline(SystemTime::UNIX_EPOCH, Duration::from_secs(10)) <= Instant::now()
+        );
+    }
+
+    #[test]
+    fn a_deadline_that_is_a_time_span_is_read_as_one() {
+        // cargo-lambda's local runtime sends `lambda-runtime-deadline-ms: 600000`.
+        let span = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
+        let left = session_deadline(span, Duration::from_secs(3600)) - Instant::now();
+        assert!(
+            left > Duration::from_secs(590) && left <= Duration::from_secs(595),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,701 @@
+//! The Lambda functions for real: the debug binaries under cargo-lambda's local Lambda
+//! runtime, reading S3, SQS and Secrets Manager from moto and delivering to the emulator.
+//! Every server is started here on 127.0.0.1 and stopped on drop.
+//!
+//! Needs `scripts/tools.sh aws` (moto, cargo-lambda) and the function binaries built
+//! (`cargo build --workspace`, as `make test` does).
+
+// Test helpers outside #[test] functions: a failed set-up step should stop the test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::primitives::ByteStream;
+use azmon_emulator::{Emulator, EmulatorConfig};
+use flate2::write::GzEncoder;
+use serde_json::{json, Value};
+
+/// How long a started server may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one invocation may take.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+const BUCKET: &str = "keeper-exports";
+const DEAD_LETTER_BUCKET: &str = "keeper-dead-letter";
+const HTTP_TOKEN: &str = "e2e-shared-http-token";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = repo().join(".tools/venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/tools.sh aws` first",
+        path.display()
+    );
+    path
+}
+
+fn newest_source(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let modified = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry.metadata().unwrap().modified().unwrap()
+        };
+        newest = newest.max(modified);
+    }
+    newest
+}
+
+/// The function's debug binary; refuses a binary older than its sources (a stale binary
+/// would test old code).
+fn function_binary(name: &str) -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    let path = target.join("debug").join(name);
+    let hint =
+        format!("build it first with `cargo build -p {name}` (`make test` builds the workspace)");
+    assert!(path.exists(), "{} is missing: {hint}", path.display());
+    let built = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let sources = newest_source(&repo().join("functions").join(name).join("src"))
+        .max(newest_source(&repo().join("shared/src")));
+    assert!(
+        built >= sources,
+        "{} is older than its sources: {hint}",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed and reaped on drop; its output goes to a log file.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut command: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        Proc { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for_tcp(port: u16, what: &str) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < START_TIMEOUT,
+            "{what} did not start on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// moto's server and SDK clients pointed at it.
+struct Moto {
+    url: String,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    _proc: Proc,
+}
+
+async fn start_moto(dir: &Path) -> Moto {
+    let port = free_port();
+    let mut command = Command::new(tool("moto_server"));
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let proc = Proc::spawn(command, dir.join("moto.log"));
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}/moto-api/")).send().await.is_err() {
+        assert!(
+            started.elapsed() < START_TIMEOUT,
+            "moto did not answer: {}",
+            proc.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "e2e",
+        ))
+        .endpoint_url(&url)
+        .load()
+        .await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(true)
+        .build();
+    Moto {
+        s3: aws_sdk_s3::Client::from_conf(s3_config),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+        url,
+        _proc: proc,
+    }
+}
+
+/// A function binary attached to its own cargo-lambda runtime API.
+struct Function {
+    port: u16,
+    binary: Proc,
+    _watch: Proc,
+}
+
+/// The name cargo-lambda gives the one function when it does not start it itself.
+const LOCAL_FUNCTION: &str = "_";
+
+async fn start_function(name: &str, env: &[(String, String)], dir: &Path) -> Function {
+    let binary_path = function_binary(name);
+    let port = free_port();
+    let mut watch = Command::new(tool("cargo-lambda"));
+    watch
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(repo());
+    let watch = Proc::spawn(watch, dir.join(format!("{name}-watch.log")));
+    wait_for_tcp(port, "cargo lambda watch").await;
+
+    let mut command = Command::new(binary_path);
+    command
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        );
+    let binary = Proc::spawn(command, dir.join(format!("{name}.log")));
+    Function {
+        port,
+        binary,
+        _watch: watch,
+    }
+}
+
+impl Function {
+    /// Invokes the function through the Lambda Invoke API; the answer and the HTTP status.
+    async fn invoke(&self, payload: &Value) -> (u16, Value) {
+        self.invoke_within(payload, INVOKE_TIMEOUT).await
+    }
+
+    async fn invoke_within(&self, payload: &Value, timeout: Duration) -> (u16, Value) {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{LOCAL_FUNCTION}/invocations",
+            self.port
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .timeout(timeout)
+            .json(payload)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("invoke failed: {error}\n{}", self.binary.output()));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+}
+
+/// The function environment: the emulator's Azure settings with the client secret moved to
+/// Secrets Manager, moto as every AWS endpoint, the dead letter in S3.
+async fn function_env(emulator: &Emulator, moto: &Moto) -> Vec<(String, String)> {
+    let secret = moto
+        .secrets
+        .create_secret()
+        .name(format!("azure-client-secret-{}", free_port()))
+        .secret_string(json!({"client_secret": emulator.config().client_secret}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut env: Vec<(String, String)> = emulator
+        .env()
+        .into_iter()
+        .filter(|(key, _)| key != "AZURE_CLIENT_SECRET")
+        .collect();
+    let pairs = [
+        ("AZURE_CLIENT_SECRET_ARN", secret.arn().unwrap().to_string()),
+        ("AWS_ENDPOINT_URL", moto.url.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        (
+            "LOGRELAY_DEAD_LETTER",
+            format!("s3://{DEAD_LETTER_BUCKET}/failed/"),
+        ),
+        ("LOGRELAY_DEADLINE_SECS", "30".to_string()),
+    ];
+    env.extend(pairs.map(|(key, value)| (key.to_string(), value)));
+    for bucket in [BUCKET, DEAD_LETTER_BUCKET] {
+        moto.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    env
+}
+
+/// A Keeper export: `count` NDJSON events whose usernames start with `tag`, gzipped.
+fn keeper_export(tag: &str, count: usize) -> Vec<u8> {
+    let mut gzip = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for line in keeper_lines(tag, count) {
+        gzip.write_all(line.as_bytes()).unwrap();
+        gzip.write_all(b"\n").unwrap();
+    }
+    gzip.finish().unwrap()
+}
+
+fn keeper_lines(tag: &str, count: usize) -> Vec<String> {
+    let now = chrono::Utc::now();
+    (0..count)
+        .map(|i| {
+            json!({
+                "audit_event": "login",
+                "category": "login",
+                "client_version": "Web Vault 17.0.4",
+                "enterprise_id": 3141592,
+                "remote_address": "198.51.100.7",
+                "timestamp": (now - chrono::Duration::seconds(i as i64)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "username": format!("{tag}-{i}@acme-corp.example"),
+                "data": {"seq": i}
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+/// Rows in the emulator whose username carries `tag`.
+fn rows_tagged(emulator: &Emulator, tag: &str) -> usize {
+    let prefix = format!("{tag}-");
+    emulator
+        .rows()
+        .iter()
+        .filter(|row| {
+            row["username"]
+                .as_str()
+                .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .count()
+}
+
+async fn put(moto: &Moto, key: &str, body: Vec<u8>, storage_class: Option<&str>) {
+    let mut request = moto
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .body(ByteStream::from(body));
+    if let Some(class) = storage_class {
+        request = request.storage_class(class.into());
+    }
+    request.send().await.unwrap();
+}
+
+fn fixture(name: &str) -> Value {
+    let path = repo().join("tests/fixtures/aws").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The S3 notification fixture naming `key` (form-urlencoded as S3 does) in our bucket.
+fn s3_notice(key: &str) -> Value {
+    let mut notice = fixture("s3-put.json");
+    let encoded: String = form_encode(key);
+    notice["Records"][0]["s3"]["bucket"]["name"] = BUCKET.into();
+    notice["Records"][0]["s3"]["bucket"]["arn"] = format!("arn:aws:s3:::{BUCKET}").into();
+    notice["Records"][0]["s3"]["object"]["key"] = encoded.into();
+    notice
+}
+
+/// S3's key encoding in notifications: form-urlencoded, `/` kept.
+fn form_encode(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b'/' | b'-' | b'_' | b'.' | b'*' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ if byte.is_ascii_alphanumeric() => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Sends `bodies` through a real moto queue and turns what SQS hands back into the event
+/// Lambda's SQS trigger delivers (azure-monitor-protocol.md §4.2).
+async fn sqs_event(moto: &Moto, bodies: &[String]) -> (Value, Vec<String>) {
+    let queue = moto
+        .sqs
+        .create_queue()
+        .queue_name(format!("keeper-{}", free_port()))
+        .send()
+        .await
+        .unwrap();
+    let queue_url = queue.queue_url().unwrap().to_string();
+    let mut ids = Vec::new();
+    for body in bodies {
+        let sent = moto
+            .sqs
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        ids.push(sent.message_id().unwrap().to_string());
+    }
+    let arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        queue_url.rsplit('/').next().unwrap()
+    );
+    let mut records = Vec::new();
+    while records.len() < bodies.len() {
+        let received = moto
+            .sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages() {
+            records.push(json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000",
+                               "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1764000000001"},
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1"
+            }));
+        }
+    }
+    // Lambda hands messages over in queue order; keep the order they were sent in.
+    records.sort_by_key(|record| {
+        ids.iter()
+            .position(|id| record["messageId"] == id.as_str())
+            .unwrap_or(usize::MAX)
+    });
+    (json!({"Records": records}), ids)
+}
+
+async fn dead_letter_objects(moto: &Moto) -> Vec<(String, String)> {
+    let listed = moto
+        .s3
+        .list_objects_v2()
+        .bucket(DEAD_LETTER_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_string();
+        let body = moto
+            .s3
+            .get_object()
+            .bucket(DEAD_LETTER_BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        out.push((key, String::from_utf8(body.to_vec()).unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = start_moto(dir.path()).await;
+    let env = function_env(&emulator, &moto).await;
+    let function = start_function("s3-forwarder", &env, dir.path()).await;
+
+    // Direct S3 notification.
+    put(
+        &moto,
+        "keeper/direct.ndjson.gz",
+        keeper_export("direct", 700),
+        None,
+    )
+    .await;
+    let (status, answer) = function.invoke(&s3_notice("keeper/direct.ndjson.gz")).await;
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(answer["delivered"], 700, "{answer}");
+    assert_eq!(rows_tagged(&emulator, "direct"), 700);
+
+    // Through SQS, with a key S3 encodes (space and `+`), next to the s3:TestEvent.
+    let key = "keeper/via sqs/export c++.ndjson.gz";
+    put(&moto, key, keeper_export("via-sqs", 300), None).await;
+    let bodies = [
+        s3_notice(key).to_string(),
+        fixture("s3-test-event.json").to_string(),
+    ];
+    let (event, _) = sqs_event(&moto, &bodies).await;
+    let (status, answer) = function.invoke(&event).await;
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(rows_tagged(&emulator, "via-sqs"), 300);
+
+    // EventBridge "Object Created", straight to the function.
+    put(
+        &moto,
+        "keeper/eventbridge.ndjson.gz",
+        keeper_export("eventbridge", 250),
+        None,
+    )
+    .await;
+    let mut event = fixture("eventbridge-object-created.json");
+    event["detail"]["bucket"]["name"] = BUCKET.into();
+    event["detail"]["object"]["key"] = "keeper/eventbridge.ndjson.gz".into();
+    let (status, answer) = function.invoke(&event).await;
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(rows_tagged(&emulator, "eventbridge"), 250);
+
+    // Nothing twice, nothing lost, nothing dead-lettered, one token for the warm container.
+    assert_eq!(emulator.rows().len(), 1250);
+    assert!(dead_letter_objects(&moto).await.is_empty());
+    assert_eq!(emulator.stats().token_requests, 1);
+    let log = function.binary.output();
+    assert_eq!(log.matches("Invocation finished.").count(), 3, "{log}");
+    assert_eq!(log.matches("\"CloudWatchMetrics\"").count(), 3, "{log}");
+    assert!(
+        !log.contains(&emulator.config().client_secret),
+        "the secret leaked into the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_forwarder_reports_exactly_the_message_whose_object_cannot_be_read_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = start_moto(dir.path()).await;
+    let env = function_env(&emulator, &moto).await;
+    let function = start_function("sqs-forwarder", &env, dir.path()).await;
+
+    put(
+        &moto,
+        "keeper/ready.ndjson.gz",
+        keeper_export("ready", 400),
+        None,
+    )
+    .await;
+    // The poisoned message: an object archived to Glacier. S3 answers 403 InvalidObjectState
+    // until it is restored, so the message must come back later, not be dropped.
+    put(
+        &moto,
+        "keeper/archived.ndjson.gz",
+        keeper_export("archived", 50),
+        Some("GLACIER"),
+    )
+    .await;
+    let bodies = [
+        keeper_lines("inline", 40).join("\n"),
+        s3_notice("keeper/ready.ndjson.gz").to_string(),
+        s3_notice("keeper/archived.ndjson.gz").to_string(),
+        "{\"audit_event\": \"login\", this is not JSON".to_string(),
+    ];
+    let (event, ids) = sqs_event(&moto, &bodies).await;
+    let (status, answer) = function.invoke(&event).await;
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": ids[2]}]}),
+        "{}",
+        function.binary.output()
+    );
+    assert_eq!(rows_tagged(&emulator, "inline"), 40);
+    assert_eq!(rows_tagged(&emulator, "ready"), 400);
+    assert_eq!(rows_tagged(&emulator, "archived"), 0);
+
+    // The malformed body is in the S3 dead letter, filed under its message, with a reason.
+    let dead = dead_letter_objects(&moto).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (key, body) = &dead[0];
+    assert!(key.starts_with("failed/sqs-arn-aws-sqs-"), "{key}");
+    let entry: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert!(
+        entry["source"].as_str().unwrap().ends_with(&ids[3]),
+        "{entry}"
+    );
+    assert!(!entry["reason"].as_str().unwrap().is_empty(), "{entry}");
+    assert!(
+        entry["raw"].as_str().unwrap().contains("this is not JSON"),
+        "{entry}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_forwarder_rejects_a_wrong_token_and_accepts_the_right_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = start_moto(dir.path()).await;
+    let mut env = function_env(&emulator, &moto).await;
+    let token = moto
+        .secrets
+        .create_secret()
+        .name("logrelay-http-token")
+        .secret_string(HTTP_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    env.push((
+        "LOGRELAY_HTTP_TOKEN_ARN".into(),
+        token.arn().unwrap().to_string(),
+    ));
+    let function = start_function("http-forwarder", &env, dir.path()).await;
+
+    // cargo-lambda turns plain HTTP requests into Function URL events (payload 2.0).
+    let url = format!("http://127.0.0.1:{}/events", function.port);
+    let http = reqwest::Client::builder()
+        .timeout(INVOKE_TIMEOUT)
+        .build()
+        .unwrap();
+    let body = keeper_lines("http", 25).join("\n");
+    let wrong = http
+        .post(&url)
+        .bearer_auth("not-the-token")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401, "{}", function.binary.output());
+    assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
+    assert_eq!(rows_tagged(&emulator, "http"), 0);
+
+    let right = http
+        .post(&url)
+        .bearer_auth(HTTP_TOKEN)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = right.status();
+    let answer: Value = right.json().await.unwrap();
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(answer["delivered"], 25, "{answer}");
+    assert_eq!(rows_tagged(&emulator, "http"), 25);
+    assert!(
+        !function.binary.output().contains(HTTP_TOKEN),
+        "the token leaked into the log"
+    );
+}
+
+/// Bounded memory on a big object: a gzipped Keeper export of `LOGRELAY_BIG_OBJECT_MB`
+/// (default 200) MB in moto, forwarded by the s3-forwarder; prints the function's peak RSS
+/// (VmHWM). Run: `cargo test -p logrelay-tests --test aws_e2e -- --ignored --nocapture big`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes of CPU and a few GB of emulator memory"]
+async fn big_gzipped_object_forwards_with_bounded_memory() {
+    let megabytes: usize = std::env::var("LOGRELAY_BIG_OBJECT_MB")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = start_moto(dir.path()).await;
+    let mut env = function_env(&emulator, &moto).await;
+    env.push(("LOGRELAY_DEADLINE_SECS".into(), "3600".into()));
+
+    // Random fields keep gzip near 3:1, so the object is big on the wire as well.
+    let started = Instant::now();
+    let mut gzip = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut events = 0_u64;
+    let mut rng = fastrand::Rng::with_seed(7);
+    while gzip.get_ref().len() < megabytes << 20 {
+        for _ in 0..1000 {
+            let line = json!({
+                "audit_event": "record_update", "category": "usage", "enterprise_id": 3141592,
+                "remote_address": format!("198.51.{}.{}", rng.u8(..), rng.u8(..)),
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "username": format!("big-{events}@acme-corp.example"),
+                "data": {"record_uid": format!("{:032x}", rng.u128(..))}
+            });
+            gzip.write_all(line.to_string().as_bytes()).unwrap();
+            gzip.write_all(b"\n").unwrap();
+            events += 1;
+        }
+    }
+    let object = gzip.finish().unwrap();
+    let size = object.len();
+    put(&moto, "keeper/big.ndjson.gz", object, None).await;
+    println!(
+        "generated {events} events, {size} bytes gzipped, in {:?}",
+        started.elapsed()
+    );
+
+    let function = start_function("s3-forwarder", &env, dir.path()).await;
+    let started = Instant::now();
+    let (status, answer) = function
+        .invoke_within(
+            &s3_notice("keeper/big.ndjson.gz"),
+            Duration::from_secs(3600),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let pid = function.binary.child.id();
+    let status_file = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak = status_file
+        .lines()
+        .find(|line| line.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: unknown")
+        .to_string();
+    println!("forwarded in {elapsed:?}; function {peak}; answer {answer}");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivered"], events, "{answer}");
+}
