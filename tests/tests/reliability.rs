@@ -7,6 +7,8 @@
 //! always computed from what went in (the EventIds decoded from the input with logrelay's own
 //! decoder, or the fixture's known record count), never from the binary's own report.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -60,12 +62,15 @@ fn gnu_time() -> PathBuf {
     path
 }
 
+/// Writes a streamed stdin.
+type StdinWriter = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
+
 /// What goes to the child's stdin.
 enum Stdin {
     Null,
     Bytes(Vec<u8>),
     /// Written on a thread as the child reads, so huge inputs never sit in memory.
-    Stream(Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>),
+    Stream(StdinWriter),
 }
 
 /// One finished run.
@@ -444,7 +449,10 @@ async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_l
         STORM_EVENTS,
         "every EventId is in the table"
     );
-    assert!(table.keys().all(|id| expected.contains(id)), "nothing extra");
+    assert!(
+        table.keys().all(|id| expected.contains(id)),
+        "nothing extra"
+    );
     assert_eq!(stats.expired_token_uses, 0, "a token is never used expired");
     assert!(stats.max_wire_bytes <= SERVICE_MAX_BODY_BYTES, "{stats:?}");
     // The faults really happened (the test would prove nothing otherwise).
@@ -558,8 +566,7 @@ async fn a_killed_send_rerun_on_the_same_file_delivers_everything_and_duplicates
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_reason_and_exits_1()
-{
+async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_reason_and_exits_1() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), "events.ndjson", 5_000, "push", 13).await;
@@ -586,7 +593,8 @@ async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_re
         id: "30-cli-outage",
         scenario: "Outage longer than the deadline (TransientPolicy::DeadLetter)",
         path: "logrelay send",
-        injected: "every ingestion request answered 503 (Retry-After 1 s); LOGRELAY_DEADLINE_SECS=3",
+        injected:
+            "every ingestion request answered 503 (Retry-After 1 s); LOGRELAY_DEADLINE_SECS=3",
         events_in: expected.len() as u64,
         delivered: table.len() as u64,
         dead_lettered: dead.len() as u64,
@@ -677,14 +685,16 @@ fn write_gzip_bomb(path: &Path, gib: usize) {
         keeper_line(1, json!({})).trim_end(),
         keeper_line(2, json!({})).trim_end()
     );
-    file.write_all(&member(head.as_bytes())).unwrap();
+    file.write_all(&member(head.as_bytes()))
+        .expect("generated input written");
     let spaces = member(&vec![b' '; 1 << 20]);
     for _ in 0..(gib << 10) {
-        file.write_all(&spaces).unwrap();
+        file.write_all(&spaces).expect("generated input written");
     }
     let last = format!("{}]", keeper_line(3, json!({})).trim_end());
-    file.write_all(&member(last.as_bytes())).unwrap();
-    file.flush().unwrap();
+    file.write_all(&member(last.as_bytes()))
+        .expect("generated input written");
+    file.flush().expect("generated input written");
 }
 
 /// A 256 MiB string field on line 2 of 3, streamed to stdin.
@@ -720,23 +730,24 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         dir.join("oversized-row.ndjson"),
         keeper_line(1, Value::Object(fields)) + &keeper_line(2, json!({})),
     )
-    .unwrap();
+    .expect("generated input written");
     // One 200,000-character field: truncated to 64 KB and delivered.
     std::fs::write(
         dir.join("huge-field.ndjson"),
         keeper_line(1, json!({"note": noise(200_000, 99)})),
     )
-    .unwrap();
+    .expect("generated input written");
     write_gzip_bomb(&dir.join("bomb.json.gz"), 2);
     // A gzip file cut in the middle of its stream.
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
     for i in 0..2_000 {
         encoder
             .write_all(keeper_line(i, json!({"note": noise(100, i)})).as_bytes())
-            .unwrap();
+            .expect("generated input written");
     }
-    let whole = encoder.finish().unwrap();
-    std::fs::write(dir.join("truncated.ndjson.gz"), &whole[..whole.len() / 2]).unwrap();
+    let whole = encoder.finish().expect("generated input written");
+    std::fs::write(dir.join("truncated.ndjson.gz"), &whole[..whole.len() / 2])
+        .expect("generated input written");
 
     vec![
         Hostile {
@@ -796,7 +807,8 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         },
         Hostile {
             id: "45-hostile-oversized-row",
-            what: "one event of 1.2 MB (twenty 60,000-character fields), over the 1 MB request limit",
+            what:
+                "one event of 1.2 MB (twenty 60,000-character fields), over the 1 MB request limit",
             input: "oversized-row.ndjson",
             stdin: Stdin::Null,
             extra_env: vec![],
@@ -829,7 +841,8 @@ fn hostile_cases(dir: &Path) -> Vec<Hostile> {
         },
         Hostile {
             id: "48-hostile-gzip-bomb",
-            what: "gzip bomb: 2 MB file inflating to 2 GiB (LOGRELAY_MAX_DECOMPRESSED_BYTES=16 MiB)",
+            what:
+                "gzip bomb: 2 MB file inflating to 2 GiB (LOGRELAY_MAX_DECOMPRESSED_BYTES=16 MiB)",
             input: "bomb.json.gz",
             stdin: Stdin::Null,
             extra_env: vec![("LOGRELAY_MAX_DECOMPRESSED_BYTES", "16777216")],
@@ -908,11 +921,7 @@ async fn hostile_input_gets_a_clear_reason_bounded_memory_and_no_panic() {
 
         let mut check = |ok: bool, what: String| {
             if !ok {
-                failures.push(format!(
-                    "{}: {what}\n{}",
-                    case.id,
-                    tail(&run.all_output())
-                ));
+                failures.push(format!("{}: {what}\n{}", case.id, tail(&run.all_output())));
             }
         };
         check(
@@ -922,7 +931,10 @@ async fn hostile_input_gets_a_clear_reason_bounded_memory_and_no_panic() {
         check(lost == 0, format!("{lost} events lost"));
         check(
             run.peak_rss_kb <= HOSTILE_PEAK_RSS_KB,
-            format!("peak RSS {} KiB over {HOSTILE_PEAK_RSS_KB}", run.peak_rss_kb),
+            format!(
+                "peak RSS {} KiB over {HOSTILE_PEAK_RSS_KB}",
+                run.peak_rss_kb
+            ),
         );
         check(
             run.code == if case.dead_lettered == 0 { 0 } else { 1 },
@@ -1041,7 +1053,10 @@ async fn plain_http_to_a_non_loopback_endpoint_is_refused_before_any_connection(
         &["send", "events.ndjson"],
         env_with(
             &emulator,
-            &[("LOGS_INGESTION_ENDPOINT", &endpoint), ("RUST_LOG", "debug")],
+            &[
+                ("LOGS_INGESTION_ENDPOINT", &endpoint),
+                ("RUST_LOG", "debug"),
+            ],
         ),
         dir.path(),
         Stdin::Null,
@@ -1251,7 +1266,10 @@ async fn the_http_function_refuses_missing_and_wrong_tokens_and_oversized_bodies
     ] {
         let (status, body) = post(auth, good_body.clone().into_bytes()).await;
         assert_eq!(status, 401, "{what}: {body}");
-        assert!(!body.contains(&http_token), "{what}: the answer echoes the token");
+        assert!(
+            !body.contains(&http_token),
+            "{what}: the answer echoes the token"
+        );
         refusals.insert(what, status);
     }
     // Without a token even a huge body is refused before it is read.
@@ -1274,7 +1292,11 @@ async fn the_http_function_refuses_missing_and_wrong_tokens_and_oversized_bodies
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(emulator.rows().len(), 3, "only the authorized request landed");
+    assert_eq!(
+        emulator.rows().len(),
+        3,
+        "only the authorized request landed"
+    );
 
     let logs = function.logs();
     assert!(logs.contains("DEBUG"), "the handler ran at debug level");
@@ -1308,7 +1330,10 @@ async fn no_secret_or_token_reaches_trace_logs_errors_or_dead_letters_under_faul
     let emulator = Emulator::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), "events.ndjson", 2_000, "push", 15).await;
-    let trace = [("RUST_LOG", "trace"), ("LOGRELAY_REQUEST_TIMEOUT_SECS", "1")];
+    let trace = [
+        ("RUST_LOG", "trace"),
+        ("LOGRELAY_REQUEST_TIMEOUT_SECS", "1"),
+    ];
     let mut outputs = Vec::new();
 
     // 401 (stale token refreshed), 503, a dropped connection, 429, a stall past the timeout,
@@ -1405,4 +1430,270 @@ async fn no_secret_or_token_reaches_trace_logs_errors_or_dead_letters_under_faul
             stats.tokens_issued
         ),
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lambda functions (cargo-lambda runtime API + moto)
+// ---------------------------------------------------------------------------------------------
+
+/// How many times a failed invocation is retried here, as the platform would (async invokes
+/// retry twice; SQS redelivers until maxReceiveCount).
+const PLATFORM_ATTEMPTS: usize = 4;
+
+/// Dead-letter entries written by a function into the dead-letter bucket.
+async fn s3_dead_letters(moto: &common::Moto) -> Vec<Value> {
+    common::dead_letter_objects(moto)
+        .await
+        .iter()
+        .flat_map(|(_, body)| {
+            body.lines()
+                .map(|line| {
+                    serde_json::from_str::<Value>(line).expect("dead-letter lines are JSON")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Generates `events` gzipped NDJSON events, puts them at `key`; the expected EventIds.
+async fn put_generated(
+    moto: &common::Moto,
+    dir: &Path,
+    key: &str,
+    events: u64,
+    seed: u64,
+) -> HashSet<String> {
+    let file = format!("object-{seed}.ndjson.gz");
+    let (count, seed_text) = (events.to_string(), seed.to_string());
+    let run = logrelay(
+        &[
+            "generate", "--events", &count, "--shape", "push", "--seed", &seed_text, "--gzip",
+            "--out", &file,
+        ],
+        Vec::new(),
+        dir,
+        Stdin::Null,
+    )
+    .await;
+    assert_eq!(run.code, 0, "generate failed: {}", run.stderr);
+    let path = dir.join(&file);
+    let expected: HashSet<String> = expected_event_ids(&path).into_iter().collect();
+    assert_eq!(expected.len() as u64, events, "distinct generated events");
+    common::put_object(moto, key, std::fs::read(&path).expect("generated object")).await;
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_forwarder_delivers_100000_events_through_the_fault_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = common::start_moto(dir.path()).await;
+    let mut env = common::function_env(&emulator, &moto).await;
+    for (name, value) in [
+        ("LOGRELAY_REQUEST_TIMEOUT_SECS", "2"),
+        ("LOGRELAY_MAX_ATTEMPTS", "30"),
+        ("LOGRELAY_DEADLINE_SECS", "300"),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let key = "keeper/storm.ndjson.gz";
+    let expected = put_generated(&moto, dir.path(), key, STORM_EVENTS, 16).await;
+    let function = common::start_function("s3-forwarder", &env, dir.path()).await;
+    emulator.set_faults(Faults {
+        status_rate: 0.3,
+        statuses: vec![429, 503],
+        retry_after_secs: 1,
+        drop_rate: 0.05,
+        stall_rate: 0.1,
+        stall_ms: 3_000,
+        token_lifetime_secs: Some(8),
+        seed: Some(20_251_125),
+        ..Faults::default()
+    });
+
+    let notice = common::s3_notice(key);
+    let mut invocations = Vec::new();
+    for _ in 0..PLATFORM_ATTEMPTS {
+        let (status, answer) = function
+            .invoke_within(&notice, Duration::from_secs(600))
+            .await;
+        let failed = common::invocation_failed(status, &answer);
+        invocations.push((status, answer));
+        if !failed {
+            break;
+        }
+    }
+
+    let log = function.binary.output();
+    let stats = emulator.stats();
+    let table = table_counts(&emulator);
+    let dead = dead_letter_event_ids(&s3_dead_letters(&moto).await);
+    let lost = lost(&expected, &table, &dead);
+    record(&Outcome {
+        id: "11-s3-forwarder-fault-storm",
+        scenario: "100,000 events from one S3 object under a fault storm",
+        path: "s3-forwarder (cargo-lambda + moto)",
+        injected: "same storm as the CLI: 30% 429/503, 5% drops, 10% 3 s stalls past a 2 s timeout, 8 s tokens",
+        events_in: STORM_EVENTS,
+        delivered: table.len() as u64,
+        dead_lettered: dead.len() as u64,
+        duplicated: duplicated(&table),
+        lost,
+        notes: format!(
+            "{} invocation(s); {} requests ({} answered 429, {} answered 503, {} dropped, {} stalled), {} tokens issued, {} expired-token uses, largest body {} B",
+            invocations.len(),
+            stats.ingestion_requests,
+            stats.status_counts.get(&429).copied().unwrap_or(0),
+            stats.status_counts.get(&503).copied().unwrap_or(0),
+            stats.dropped_connections,
+            stats.stalled_requests,
+            stats.tokens_issued,
+            stats.expired_token_uses,
+            stats.max_wire_bytes
+        ),
+    });
+
+    assert!(!log.contains("panicked"), "{}", tail(&log));
+    assert_eq!(lost, 0);
+    let (status, answer) = invocations.last().expect("invoked");
+    assert!(
+        !common::invocation_failed(*status, answer),
+        "the last invocation succeeded: {answer}\n{}",
+        tail(&log)
+    );
+    assert_eq!(
+        table.len() as u64,
+        STORM_EVENTS,
+        "every EventId is in the table"
+    );
+    assert!(table.keys().all(|id| expected.contains(id)));
+    assert_eq!(stats.expired_token_uses, 0);
+    assert!(stats.max_wire_bytes <= SERVICE_MAX_BODY_BYTES);
+    assert!(
+        stats.injected_statuses > 0 && stats.dropped_connections > 0,
+        "{stats:?}"
+    );
+    assert!(stats.tokens_issued > 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = common::start_moto(dir.path()).await;
+    let mut env = common::function_env(&emulator, &moto).await;
+    env.push(("LOGRELAY_DEADLINE_SECS".into(), "3".into()));
+    let direct = put_generated(
+        &moto,
+        dir.path(),
+        "keeper/outage-direct.ndjson.gz",
+        3_000,
+        17,
+    )
+    .await;
+    let mut queued = HashSet::new();
+    let mut bodies = Vec::new();
+    for n in 0..3 {
+        let key = format!("keeper/outage-queued-{n}.ndjson.gz");
+        queued.extend(put_generated(&moto, dir.path(), &key, 1_000, 18 + n).await);
+        bodies.push(common::s3_notice(&key).to_string());
+    }
+    let s3 = common::start_function("s3-forwarder", &env, dir.path()).await;
+    let sqs = common::start_function("sqs-forwarder", &env, dir.path()).await;
+    let timeout = Duration::from_secs(120);
+    emulator.set_faults(Faults::random_statuses(1.0, &[503], 1));
+
+    // The outage: the S3 invocation fails; the SQS batch reports every message.
+    let (status, answer) = s3
+        .invoke_within(
+            &common::s3_notice("keeper/outage-direct.ndjson.gz"),
+            timeout,
+        )
+        .await;
+    assert!(
+        common::invocation_failed(status, &answer),
+        "the s3-forwarder fails the invocation: {status} {answer}"
+    );
+    let event = common::sqs_event(&bodies);
+    let (status, answer) = sqs.invoke_within(&event, timeout).await;
+    assert_eq!(status, 200, "{answer}\n{}", tail(&sqs.binary.output()));
+    let failed: HashSet<&str> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a partial batch response: {answer}"))
+        .iter()
+        .filter_map(|item| item["itemIdentifier"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        HashSet::from(["msg-0", "msg-1", "msg-2"]),
+        "every message is reported for redelivery: {answer}"
+    );
+    assert!(
+        emulator.rows().is_empty(),
+        "nothing delivered during the outage"
+    );
+    assert!(
+        s3_dead_letters(&moto).await.is_empty(),
+        "transient failures are retried by the platform, not dead-lettered"
+    );
+    let refused = emulator.stats().ingestion_requests;
+
+    // The service is back: the platform's retries deliver everything.
+    emulator.set_faults(Faults::none());
+    let (status, answer) = s3
+        .invoke_within(
+            &common::s3_notice("keeper/outage-direct.ndjson.gz"),
+            timeout,
+        )
+        .await;
+    assert!(!common::invocation_failed(status, &answer), "{answer}");
+    let (status, answer) = sqs.invoke_within(&event, timeout).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let table = table_counts(&emulator);
+    let dead = dead_letter_event_ids(&s3_dead_letters(&moto).await);
+    for (id, scenario, path, expected) in [
+        (
+            "31-s3-forwarder-outage",
+            "Outage: S3 invocation fails, the platform retries",
+            "s3-forwarder (cargo-lambda + moto)",
+            &direct,
+        ),
+        (
+            "32-sqs-forwarder-outage",
+            "Outage: SQS batch reports every message, redelivered",
+            "sqs-forwarder (cargo-lambda + moto)",
+            &queued,
+        ),
+    ] {
+        let mine: HashMap<String, u64> = table
+            .iter()
+            .filter(|(event, _)| expected.contains(*event))
+            .map(|(event, count)| (event.clone(), *count))
+            .collect();
+        let lost = lost(expected, &mine, &dead);
+        record(&Outcome {
+            id,
+            scenario,
+            path,
+            injected: "every ingestion request answered 503 for the first invocation (LOGRELAY_DEADLINE_SECS=3), then service restored and the invocation retried",
+            events_in: expected.len() as u64,
+            delivered: mine.len() as u64,
+            dead_lettered: 0,
+            duplicated: duplicated(&mine),
+            lost,
+            notes: format!(
+                "{refused} requests refused during the outage; nothing delivered, dead-lettered or acknowledged until the retry; everything delivered once after it"
+            ),
+        });
+        assert_eq!(lost, 0, "{id}");
+        assert_eq!(mine.len(), expected.len(), "{id}");
+        assert_eq!(
+            duplicated(&mine),
+            0,
+            "{id}: the outage delivered nothing, so nothing twice"
+        );
+    }
+    assert!(dead.is_empty());
 }
