@@ -1,6 +1,8 @@
 //! One HTTP request (payload format 2.0, Function URL or API Gateway HTTP API) through the
 //! shared router, converted both ways.
 
+use std::time::Instant;
+
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::Body;
@@ -8,20 +10,69 @@ use axum::Router;
 use base64::Engine;
 use http::{HeaderValue, Method, Request};
 use lambda_runtime::{Error, LambdaEvent};
-use logrelay::aws::forward::session_deadline;
+use logrelay::aws::forward::{log_summary, session_deadline};
+use logrelay::ingest::Report;
 use logrelay::router::{RequestDeadline, DEFAULT_REQUEST_BUDGET};
 use tower::ServiceExt;
+
+/// The metrics dimension when the runtime does not name the function.
+const FUNCTION: &str = "http-forwarder";
 
 /// Handles one request: its deadline is the invocation's minus a safety margin.
 pub(crate) async fn function_handler(
     router: &Router,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
+    let started = Instant::now();
     let deadline = session_deadline(event.context.deadline(), DEFAULT_REQUEST_BUDGET);
     let mut request = to_http(event.payload)?;
     request.extensions_mut().insert(RequestDeadline(deadline));
     let response = router.clone().oneshot(request).await?;
-    from_http(response).await
+    let response = from_http(response).await?;
+    if let Some(LambdaBody::Text(text)) = &response.body {
+        summarize(
+            &event.context.env_config.function_name,
+            text,
+            started.elapsed(),
+        );
+    }
+    Ok(response)
+}
+
+/// The invocation's summary line and EMF metrics, from the router's JSON answer (requests
+/// refused before forwarding, such as 401 or 413, carry no counters and print nothing).
+fn summarize(function: &str, answer: &str, elapsed: std::time::Duration) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return;
+    };
+    if value.get("events_in").is_none() {
+        return;
+    }
+    let count = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let report = Report {
+        events_in: count("events_in"),
+        delivered: count("delivered"),
+        dead_lettered: count("dead_lettered"),
+        failed_transient: count("failed_transient"),
+        requests: count("requests"),
+        retries: count("retries"),
+        throttled: count("throttled"),
+        token_fetches: count("token_fetches"),
+        bytes_sent: count("bytes_sent"),
+        bytes_uncompressed: count("bytes_uncompressed"),
+        ..Report::default()
+    };
+    let function = if function.is_empty() {
+        FUNCTION
+    } else {
+        function
+    };
+    log_summary(function, &report, 0, elapsed);
 }
 
 /// The payload 2.0 request as an `http::Request` (method, path and query, headers, body).

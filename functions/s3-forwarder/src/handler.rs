@@ -62,7 +62,9 @@ pub(crate) async fn function_handler(
     if outcome.retry {
         return Err(Box::new(retry_error(&outcome)));
     }
-    Ok(serde_json::to_value(&outcome.report)?)
+    let mut report = outcome.report;
+    report.duration = started.elapsed();
+    Ok(serde_json::to_value(&report)?)
 }
 
 #[cfg(test)]
