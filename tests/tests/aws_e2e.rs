@@ -60,9 +60,16 @@ fn newest_source(dir: &Path) -> SystemTime {
 fn function_binary(name: &str) -> PathBuf {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
-    let path = target.join("debug").join(name);
-    let hint =
-        format!("build it first with `cargo build -p {name}` (`make test` builds the workspace)");
+    // A release test run (`cargo test --release`, the benchmark) uses release binaries.
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let path = target.join(profile).join(name);
+    let hint = format!(
+        "build it first with `cargo build -p {name}` (with --release for a release test run; `make test` builds the workspace)"
+    );
     assert!(path.exists(), "{} is missing: {hint}", path.display());
     let built = std::fs::metadata(&path).unwrap().modified().unwrap();
     let sources = newest_source(&repo().join("functions").join(name).join("src"))
@@ -528,13 +535,21 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
         assert_eq!(rows_tagged(&emulator, tag), 25, "{key}");
     }
 
+    // A notice for an object deleted since: logged, skipped, not retried.
+    let (status, answer) = function
+        .invoke(&s3_notice("keeper/deleted.ndjson.gz"))
+        .await;
+    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    assert_eq!(answer["events_in"], 0, "{answer}");
+    assert!(function.binary.output().contains("does not exist"));
+
     // Nothing twice, nothing lost, nothing dead-lettered, one token for the warm container.
     assert_eq!(emulator.rows().len(), 1300);
     assert!(dead_letter_objects(&moto).await.is_empty());
     assert_eq!(emulator.stats().token_requests, 1);
     let log = function.binary.output();
-    assert_eq!(log.matches("Invocation finished.").count(), 5, "{log}");
-    assert_eq!(log.matches("\"CloudWatchMetrics\"").count(), 5, "{log}");
+    assert_eq!(log.matches("Invocation finished.").count(), 6, "{log}");
+    assert_eq!(log.matches("\"CloudWatchMetrics\"").count(), 6, "{log}");
     assert!(
         !log.contains(&emulator.config().client_secret),
         "the secret leaked into the log"
@@ -661,7 +676,9 @@ async fn http_forwarder_rejects_a_wrong_token_and_accepts_the_right_one() {
 
 /// Bounded memory on a big object: a gzipped Keeper export of `LOGRELAY_BIG_OBJECT_MB`
 /// (default 200) MB in moto, forwarded by the s3-forwarder; prints the function's peak RSS
-/// (VmHWM). Run: `cargo test -p logrelay-tests --test aws_e2e -- --ignored --nocapture big`.
+/// (VmHWM). Run (release binaries, built first):
+/// `cargo build --release -p s3-forwarder && LOGRELAY_BIG_OBJECT_MB=200 cargo test --release
+/// -p logrelay-tests --test aws_e2e -- --ignored --nocapture big`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: minutes of CPU and a few GB of emulator memory"]
 async fn big_gzipped_object_forwards_with_bounded_memory() {
@@ -721,4 +738,99 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
     println!("forwarded in {elapsed:?}; function {peak}; answer {answer}");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["delivered"], events, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
+    use logrelay::auth::SecretSource;
+    let dir = tempfile::tempdir().unwrap();
+    let moto = start_moto(dir.path()).await;
+    let created = moto
+        .secrets
+        .create_secret()
+        .name("rotating")
+        .secret_string(json!({"client_secret": "first"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let arn = created.arn().unwrap().to_string();
+    let source = logrelay::aws::SecretsManagerSource::new(moto.secrets.clone(), arn.clone());
+    assert_eq!(source.client_secret(false).await.unwrap().expose(), "first");
+
+    // Rotation: the plain-text form is accepted too.
+    moto.secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string("second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.client_secret(false).await.unwrap().expose(), "first");
+    assert_eq!(source.client_secret(true).await.unwrap().expose(), "second");
+    assert_eq!(
+        source.client_secret(false).await.unwrap().expose(),
+        "second"
+    );
+    assert!(!format!("{source:?}").contains("second"));
+
+    let missing = logrelay::aws::SecretsManagerSource::new(moto.secrets.clone(), "no-such-secret");
+    let error = missing.client_secret(false).await.unwrap_err();
+    assert!(!error.is_transient(), "{error}");
+    assert!(error.to_string().contains("GetSecretValue"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_answers_503_with_retry_after_while_azure_keeps_throttling() {
+    use logrelay::router::{app, RequestDeadline, RouterState};
+
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.set_faults(azmon_emulator::Faults {
+        status_rate: 1.0,
+        statuses: vec![429],
+        retry_after_secs: 1,
+        ..azmon_emulator::Faults::default()
+    });
+    let env = emulator.env();
+    let config = logrelay::config::Config::from_lookup(|name| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let dead = std::sync::Arc::new(logrelay::dead_letter::MemoryDeadLetter::new());
+    let decode = logrelay::keeper::DecodeOptions {
+        schema: logrelay::keeper::SchemaMode::Keeper,
+        max_decompressed_bytes: 1 << 30,
+        now: SystemTime::now(),
+    };
+    let relay = logrelay::relay::Relay::from_config(&config, dead.clone(), decode, None)
+        .await
+        .unwrap();
+    let router = app(RouterState::new(
+        std::sync::Arc::new(relay),
+        logrelay::secret::Secret::new(HTTP_TOKEN),
+    ))
+    // Two seconds for the request, as a Lambda deadline would set it.
+    .layer(axum::Extension(RequestDeadline(
+        Instant::now() + Duration::from_secs(2),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/events"))
+        .bearer_auth(HTTP_TOKEN)
+        .body(keeper_lines("throttled", 10).join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "30");
+    let answer: Value = response.json().await.unwrap();
+    server.abort();
+    assert_eq!(answer["failed_transient"], 10, "{answer}");
+    assert!(answer["throttled"].as_u64().unwrap() >= 1, "{answer}");
+    // Failed for a retry by the client, not dead-lettered.
+    assert!(dead.entries().is_empty());
+    assert_eq!(emulator.rows().len(), 0);
 }
