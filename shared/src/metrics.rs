@@ -118,14 +118,14 @@ mod tests {
 
     #[test]
     fn the_emf_line_follows_the_specification_structure() {
-        let line = emf_line_at("Logrelay", "s3-forwarder", &report(), 1_700_000_000_123);
+        let line = emf_line_at("logrelay", "s3-forwarder", &report(), 1_700_000_000_123);
         assert!(!line.contains('\n'), "one line");
         let value: Value = serde_json::from_str(&line).unwrap();
         let aws = &value["_aws"];
         assert_eq!(aws["Timestamp"], json!(1_700_000_000_123_u64));
         let directives = aws["CloudWatchMetrics"].as_array().unwrap();
         assert_eq!(directives.len(), 1);
-        assert_eq!(directives[0]["Namespace"], "Logrelay");
+        assert_eq!(directives[0]["Namespace"], "logrelay");
         assert_eq!(directives[0]["Dimensions"], json!([["FunctionName"]]));
         // Every dimension named must be a top-level string member.
         assert_eq!(value["FunctionName"], "s3-forwarder");
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_emf_values_are_the_report_counters() {
-        let value: Value = serde_json::from_str(&emf_line("Logrelay", "cli", &report())).unwrap();
+        let value: Value = serde_json::from_str(&emf_line("logrelay", "cli", &report())).unwrap();
         assert_eq!(value["EventsIn"], 120);
         assert_eq!(value["Delivered"], 100);
         assert_eq!(value["DeadLettered"], 15);

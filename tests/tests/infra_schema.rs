@@ -135,3 +135,34 @@ fn the_sender_gets_monitoring_metrics_publisher_on_the_dcr() {
         );
     }
 }
+
+#[test]
+fn the_sam_alarms_watch_the_metric_the_functions_publish() {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/aws/template.yaml"
+    ))
+    .expect("infra/aws/template.yaml");
+    let namespace = format!("Namespace: {}", logrelay::aws::forward::METRICS_NAMESPACE);
+    assert!(
+        template.contains(&namespace),
+        "the SAM alarms must use `{namespace}`"
+    );
+    // The alarm names the metric; the functions publish it under the same name.
+    let report = logrelay::ingest::Report {
+        dead_lettered: 3,
+        ..Default::default()
+    };
+    let line: Value = serde_json::from_str(&logrelay::metrics::emf_line(
+        logrelay::aws::forward::METRICS_NAMESPACE,
+        "fn",
+        &report,
+    ))
+    .unwrap();
+    assert_eq!(line["DeadLettered"], 3);
+    assert!(template.contains("MetricName: DeadLettered"));
+    assert!(template.contains(&format!(
+        "Name: {}",
+        logrelay::metrics::FUNCTION_NAME_DIMENSION
+    )));
+}

@@ -99,7 +99,7 @@ pub fn log_summary(function: &str, report: &Report, failed_messages: usize, elap
 }
 
 /// CloudWatch namespace of the functions' metrics.
-pub const METRICS_NAMESPACE: &str = "Logrelay";
+pub const METRICS_NAMESPACE: &str = "logrelay";
 
 /// Whether `value` is an SQS event (records from `aws:sqs` with a message id and a body).
 pub fn is_sqs_event(value: &serde_json::Value) -> bool {
