@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use azmon_emulator::{Emulator, EmulatorConfig, Faults};
+use azmon_emulator::{Emulator, EmulatorConfig, Faults, DROP_CONNECTION};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use logrelay::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
@@ -380,9 +380,12 @@ async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_l
         statuses: vec![429, 503],
         retry_after_secs: 1,
         drop_rate: 0.05,
-        stall_rate: 0.1,
+        stall_rate: 0.15,
         stall_ms: 3_000,
         token_lifetime_secs: Some(8),
+        // The random draws interleave with request timing; the script makes sure every kind
+        // of fault happens at least once whatever the draws.
+        script: vec![DROP_CONNECTION, 429, DROP_CONNECTION, 503],
         seed: Some(20_251_124),
         ..Faults::default()
     });
@@ -414,7 +417,7 @@ async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_l
         id: "10-cli-fault-storm",
         scenario: "100,000 events under a fault storm",
         path: "logrelay send",
-        injected: "30% 429/503 (Retry-After 1 s), 5% dropped connections, 10% stalls of 3 s past a 2 s client timeout, tokens living 8 s",
+        injected: "30% 429/503 (Retry-After 1 s), 5% dropped connections, 15% stalls of 3 s past a 2 s client timeout, tokens living 8 s (plus a scripted drop, 429, drop, 503 first)",
         events_in: STORM_EVENTS,
         delivered: table.len() as u64,
         dead_lettered: dead.len() as u64,
@@ -1525,9 +1528,10 @@ async fn the_s3_forwarder_delivers_100000_events_through_the_fault_storm() {
         statuses: vec![429, 503],
         retry_after_secs: 1,
         drop_rate: 0.05,
-        stall_rate: 0.1,
+        stall_rate: 0.15,
         stall_ms: 3_000,
         token_lifetime_secs: Some(8),
+        script: vec![DROP_CONNECTION, 429, DROP_CONNECTION, 503],
         seed: Some(20_251_125),
         ..Faults::default()
     });
@@ -1554,7 +1558,7 @@ async fn the_s3_forwarder_delivers_100000_events_through_the_fault_storm() {
         id: "11-s3-forwarder-fault-storm",
         scenario: "100,000 events from one S3 object under a fault storm",
         path: "s3-forwarder (cargo-lambda + moto)",
-        injected: "same storm as the CLI: 30% 429/503, 5% drops, 10% 3 s stalls past a 2 s timeout, 8 s tokens",
+        injected: "same storm as the CLI: 30% 429/503, 5% drops, 15% 3 s stalls past a 2 s timeout, 8 s tokens, the same scripted start",
         events_in: STORM_EVENTS,
         delivered: table.len() as u64,
         dead_lettered: dead.len() as u64,
