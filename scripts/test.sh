@@ -8,8 +8,8 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "tools (python venv: moto, cargo-lambda, cfn-lint, checkov)"
-scripts/tools.sh python aws infra
+step "tools (python venv: moto, cargo-lambda, cfn-lint, checkov; GNU time)"
+scripts/tools.sh python aws infra system
 
 step "format"
 cargo fmt --all --check

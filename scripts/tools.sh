@@ -6,6 +6,7 @@
 #   infra   - cfn-lint, aws-sam-translator, checkov (with pycep-parser)
 #   bench   - azure-monitor-ingestion (Microsoft's Python client, for the comparison)
 #   azurite - azurite (npm), the Azure Storage emulator
+#   system  - GNU time (/usr/bin/time), which the reliability suite uses to read peak memory
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
@@ -36,6 +37,12 @@ for group in "${@:-python}"; do
     aws) pip_group aws 'moto[server]==5.*' 'cargo-lambda==1.*' ziglang ;;
     infra) pip_group infra 'cfn-lint==1.*' 'aws-sam-translator' 'checkov==3.*' 'pycep-parser' ;;
     bench) pip_group bench 'azure-monitor-ingestion==1.*' 'azure-core' ;;
+    system)
+      if [ ! -x /usr/bin/time ]; then
+        echo "tools: installing GNU time (apt)"
+        if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq time >/dev/null
+        else sudo apt-get update -qq && sudo apt-get install -y -qq time >/dev/null; fi
+      fi ;;
     azurite)
       if [ ! -x "$tools/node/node_modules/.bin/azurite" ]; then
         echo "tools: installing azurite"
