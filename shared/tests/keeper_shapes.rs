@@ -494,6 +494,26 @@ fn a_gzip_bomb_stops_at_the_decompressed_cap() {
 }
 
 #[test]
+fn a_gzip_bomb_inside_an_array_names_the_record_it_stopped_before() {
+    let e1 = String::from_utf8(fixture("single-object.json")).unwrap();
+    let mut plain = format!("[{0},{0},", e1.trim()).into_bytes();
+    plain.extend(std::iter::repeat_n(b' ', 4 * 1024 * 1024));
+    let options = DecodeOptions {
+        max_decompressed_bytes: 1024 * 1024,
+        ..keeper()
+    };
+    let (items, _) = decode_with(&gzip(&plain)[..], "bomb.json.gz", &options);
+    assert_eq!(audit_events(&items).len(), 2);
+    let reasons = reasons(&items);
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].starts_with("bomb.json.gz: record 3 "),
+        "{}",
+        reasons[0]
+    );
+}
+
+#[test]
 fn an_oversized_line_or_element_is_skipped_and_named() {
     let huge = format!(
         "{{\"timestamp\":1,\"x\":\"{}\"}}",

@@ -172,9 +172,14 @@ impl JsonFramer {
         self.line
     }
 
-    /// Records started so far.
-    pub(crate) fn records(&self) -> u64 {
-        self.record
+    /// The record being read now: the one started, or the next one when the reader stopped
+    /// between values (a truncated gzip or a gzip bomb after a comma).
+    pub(crate) fn current_record(&self) -> u64 {
+        if self.in_value {
+            self.record
+        } else {
+            self.record + 1
+        }
     }
 
     /// Whether the last value ended within the line it started on, at top level.

@@ -339,7 +339,7 @@ impl<'a> RowReader<'a> {
             Ok(out) => out,
             Err(e) => {
                 let at = Loc::Record {
-                    record: framer.records(),
+                    record: framer.current_record(),
                     line: framer.line(),
                 };
                 let partial = std::mem::take(&mut framer.buf);
