@@ -52,19 +52,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("dead-letter"),
         };
-        let schema = match get("LOGRELAY_SCHEMA").as_deref().map(str::trim) {
-            None => SchemaMode::Keeper,
-            Some(mode) if mode.eq_ignore_ascii_case("keeper") => SchemaMode::Keeper,
-            Some(mode) if mode.eq_ignore_ascii_case("passthrough") => SchemaMode::Passthrough {
-                time_field: get("LOGRELAY_TIME_FIELD").unwrap_or_else(|| "timestamp".into()),
-            },
-            Some(other) => {
-                return Err(Error::InvalidConfig {
-                    name: "LOGRELAY_SCHEMA".into(),
-                    reason: format!("`{other}` is not `keeper` or `passthrough`"),
-                })
-            }
-        };
+        let schema = SchemaMode::from_lookup(&lookup)?;
         let queue_encoding = BodyEncoding::parse(get("LOGRELAY_QUEUE_BODY_ENCODING").as_deref())?;
         Ok(Settings {
             port,

@@ -13,7 +13,7 @@ use crate::config::{Config, Credential};
 use crate::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use crate::keeper::{DecodeOptions, SchemaMode};
 use crate::relay::Relay;
-use crate::{Error, Result};
+use crate::Result;
 
 pub use clients::AwsClients;
 pub use forward::{Bodies, Forwarder, Outcome};
@@ -51,21 +51,7 @@ pub fn dead_letter_from_env(clients: &AwsClients) -> Result<Arc<dyn DeadLetterSi
 /// Decoding options from `LOGRELAY_SCHEMA` (`keeper`, default, or `passthrough` with
 /// `LOGRELAY_TIME_FIELD`) and the configured decompression limit.
 pub fn decode_options_from_env(config: &Config) -> Result<DecodeOptions> {
-    let schema = match std::env::var("LOGRELAY_SCHEMA").as_deref() {
-        Err(_) | Ok("") | Ok("keeper") => SchemaMode::Keeper,
-        Ok("passthrough") => SchemaMode::Passthrough {
-            time_field: std::env::var("LOGRELAY_TIME_FIELD")
-                .ok()
-                .filter(|field| !field.is_empty())
-                .unwrap_or_else(|| "TimeGenerated".into()),
-        },
-        Ok(other) => {
-            return Err(Error::InvalidConfig {
-                name: "LOGRELAY_SCHEMA".into(),
-                reason: format!("`{other}` is not a schema; use keeper (default) or passthrough"),
-            })
-        }
-    };
+    let schema = SchemaMode::from_lookup(|name| std::env::var(name).ok())?;
     Ok(DecodeOptions {
         schema,
         max_decompressed_bytes: config.tuning.max_decompressed_bytes,
