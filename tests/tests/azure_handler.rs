@@ -5,11 +5,14 @@
 //! Core Tools cannot be installed offline (offline-toolbox.md §5), so the host is played by
 //! these tests; the protocol shapes come from the host's own code (see the fixtures README).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
+use common::free_port;
 use serde_json::Value;
 
 /// How long the handler may take to answer `GET /` (the host allows 30–60 s; ours is instant).
@@ -62,13 +65,6 @@ fn handler_binary() -> PathBuf {
                  build it first: `cargo build -p azure-handler` (`make test` does)"
             )
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
 }
 
 /// The running handler process; killed on drop.

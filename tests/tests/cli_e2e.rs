@@ -1,37 +1,14 @@
 //! The real `logrelay` binary against the in-process emulator: delivery counts, one token
 //! for a whole run, exit codes, dead letters with reasons, and no secret in any output.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
+use common::Run;
 use serde_json::Value;
-
-/// The debug binary `make test` builds before running the suites.
-fn logrelay_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/logrelay");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build -p logrelay-cli` (`make test` does)",
-        path.display()
-    );
-    path
-}
-
-/// What one run of the binary printed and how it exited.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all_output(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
 
 /// Runs `logrelay args` with only `env` (plus debug logging), in `dir`, feeding `stdin`.
 async fn logrelay(
@@ -40,40 +17,7 @@ async fn logrelay(
     dir: &Path,
     stdin: Option<Vec<u8>>,
 ) -> Run {
-    let binary = logrelay_binary();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    let env = env.to_vec();
-    let dir = dir.to_path_buf();
-    // The child talks to the emulator served by this runtime, so wait on a blocking thread.
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(binary)
-            .args(&args)
-            .env_clear()
-            .envs(env)
-            .env("RUST_LOG", "debug")
-            .current_dir(dir)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("logrelay starts");
-        if let Some(bytes) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin pipe");
-            pipe.write_all(&bytes).expect("stdin written");
-        }
-        let output = child.wait_with_output().expect("logrelay finishes");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("runner thread")
+    common::run_logrelay(args, env.to_vec(), Some(dir), stdin).await
 }
 
 /// Writes generated events with `logrelay generate`.
@@ -95,24 +39,12 @@ fn report_of(run: &Run) -> Value {
 
 /// Every dead-letter line in `dir`.
 fn dead_letters(dir: &Path) -> Vec<Value> {
-    let mut entries = Vec::new();
-    for file in std::fs::read_dir(dir).expect("dead-letter directory exists") {
-        let path = file.expect("entry").path();
-        if path.extension().is_some_and(|ext| ext == "ndjson") {
-            let text = std::fs::read_to_string(&path).expect("dead-letter file");
-            entries.extend(
-                text.lines()
-                    .map(|line| serde_json::from_str::<Value>(line).expect("NDJSON line")),
-            );
-        }
-    }
-    entries
+    common::dead_letter_lines(dir)
 }
 
 /// No client secret and no JWT anywhere in `text`.
 fn assert_no_secrets(text: &str, secret: &str, what: &str) {
-    assert!(!text.contains(secret), "{what} shows the client secret");
-    assert!(!text.contains("eyJ"), "{what} shows a token (eyJ…)");
+    common::assert_no_secrets(text, &[secret], what);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,50 +2,15 @@
 //! that fails, the fix it names and the portal step; all ✓ when everything is right; and no
 //! secret or token in anything it prints.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
+use common::Run;
 use serde_json::Value;
-
-/// The debug binary `make test` builds before running the suites.
-fn logrelay_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/logrelay");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build -p logrelay-cli` (`make test` does)",
-        path.display()
-    );
-    path
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs `logrelay args` with only `env`, at debug log level.
 async fn logrelay(args: &[&str], env: Vec<(String, String)>) -> Run {
-    let binary = logrelay_binary();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(binary)
-            .args(&args)
-            .env_clear()
-            .envs(env)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .output()
-            .expect("logrelay runs");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .expect("runner thread")
+    common::run_logrelay(args, env, None, None).await
 }
 
 /// The emulator's environment with `name` replaced (or removed when `value` is `None`).
@@ -71,8 +36,7 @@ async fn doctor(env: Vec<(String, String)>, secret: &str) -> (i32, Vec<Value>, S
     let human = logrelay(&["doctor"], env).await;
     assert_eq!(json.code, human.code);
     for output in [&json.stdout, &json.stderr, &human.stdout, &human.stderr] {
-        assert!(!output.contains(secret), "doctor printed the client secret");
-        assert!(!output.contains("eyJ"), "doctor printed a token");
+        common::assert_no_secrets(output, &[secret], "doctor's output");
     }
     let value: Value = serde_json::from_str(&json.stdout)
         .unwrap_or_else(|error| panic!("doctor --json ({error}): {}", json.stdout));

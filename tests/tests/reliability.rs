@@ -37,21 +37,6 @@ const STORM_EVENTS: u64 = 100_000;
 // Running the binaries
 // ---------------------------------------------------------------------------------------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `target/debug/<name>`, built by `make test` before the suites run.
-fn binary(name: &str) -> PathBuf {
-    let path = repo_root().join("target/debug").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first with `cargo build --workspace` (`make test` and `make reliability` do)",
-        path.display()
-    );
-    path
-}
-
 /// GNU time reports the child's peak RSS from `wait4`, exact whatever the run's length.
 fn gnu_time() -> PathBuf {
     let path = PathBuf::from("/usr/bin/time");
@@ -188,7 +173,7 @@ async fn run(
 }
 
 async fn logrelay(args: &[&str], env: Vec<(String, String)>, dir: &Path, stdin: Stdin) -> Run {
-    run(binary("logrelay"), args, env, dir, stdin).await
+    run(common::debug_binary("logrelay"), args, env, dir, stdin).await
 }
 
 /// Writes generated Keeper events with `logrelay generate`.
@@ -258,20 +243,10 @@ fn table_counts(emulator: &Emulator) -> HashMap<String, u64> {
 
 /// Every dead-letter line under `dir` (absent directory = none).
 fn dead_letters(dir: &Path) -> Vec<Value> {
-    let Ok(files) = std::fs::read_dir(dir) else {
+    if !dir.is_dir() {
         return Vec::new();
-    };
-    let mut entries = Vec::new();
-    for file in files {
-        let path = file.expect("directory entry").path();
-        if path.extension().is_some_and(|ext| ext == "ndjson") {
-            let text = std::fs::read_to_string(&path).expect("dead-letter file");
-            entries.extend(text.lines().map(|line| {
-                serde_json::from_str::<Value>(line).expect("a dead-letter line is JSON")
-            }));
-        }
     }
-    entries
+    common::dead_letter_lines(dir)
 }
 
 /// The raw text of every dead-letter file under `dir`, for secret scans.
@@ -333,7 +308,7 @@ struct Outcome<'a> {
 
 /// Writes `target/reliability/<id>.json`.
 fn record(outcome: &Outcome<'_>) {
-    let dir = repo_root().join("target/reliability");
+    let dir = common::repo().join("target/reliability");
     std::fs::create_dir_all(&dir).expect("target/reliability");
     let value = json!({
         "id": outcome.id,
@@ -363,6 +338,25 @@ fn mib(kb: u64) -> String {
 // Faults
 // ---------------------------------------------------------------------------------------------
 
+/// The fault storm of the 100,000-event scenarios: 30% 429/503, 5% drops, 15% 3 s stalls,
+/// 8 s tokens and a scripted start, drawn from `seed`.
+fn storm_faults(seed: u64) -> Faults {
+    Faults {
+        status_rate: 0.3,
+        statuses: vec![429, 503],
+        retry_after_secs: 1,
+        drop_rate: 0.05,
+        stall_rate: 0.15,
+        stall_ms: 3_000,
+        token_lifetime_secs: Some(8),
+        // The random draws interleave with request timing; the script makes sure every kind
+        // of fault happens at least once whatever the draws.
+        script: vec![DROP_CONNECTION, 429, DROP_CONNECTION, 503],
+        seed: Some(seed),
+        ..Faults::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_lived_tokens() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -375,20 +369,7 @@ async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_l
         STORM_EVENTS,
         "the generator made distinct events"
     );
-    emulator.set_faults(Faults {
-        status_rate: 0.3,
-        statuses: vec![429, 503],
-        retry_after_secs: 1,
-        drop_rate: 0.05,
-        stall_rate: 0.15,
-        stall_ms: 3_000,
-        token_lifetime_secs: Some(8),
-        // The random draws interleave with request timing; the script makes sure every kind
-        // of fault happens at least once whatever the draws.
-        script: vec![DROP_CONNECTION, 429, DROP_CONNECTION, 503],
-        seed: Some(20_251_124),
-        ..Faults::default()
-    });
+    emulator.set_faults(storm_faults(20_251_124));
 
     let env = env_with(
         &emulator,
@@ -491,7 +472,7 @@ async fn a_killed_send_rerun_on_the_same_file_delivers_everything_and_duplicates
         ..Faults::default()
     });
 
-    let mut child: Child = Command::new(binary("logrelay"))
+    let mut child: Child = Command::new(common::debug_binary("logrelay"))
         .args(["send", "--dead-letter", "dl", "big.ndjson"])
         .env_clear()
         .envs(emulator.env())
@@ -649,7 +630,7 @@ struct Hostile {
 }
 
 fn hostile_fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/hostile").join(name)
+    common::repo().join("tests/fixtures/hostile").join(name)
 }
 
 /// A push-shape Keeper event as one JSON line, numbered `i`, with `data`.
@@ -1030,18 +1011,6 @@ async fn formula_looking_values_are_forwarded_as_data_unchanged() {
 // Security
 // ---------------------------------------------------------------------------------------------
 
-/// No client secret, no HTTP token, no JWT (every token the emulator issues starts `eyJ`).
-fn assert_no_secrets(text: &str, secrets: &[&str], what: &str) {
-    for secret in secrets {
-        assert!(
-            !text.contains(secret),
-            "{what} shows a secret ({}…)",
-            &secret[..4]
-        );
-    }
-    assert!(!text.contains("eyJ"), "{what} shows a token (eyJ…)");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_to_a_non_loopback_endpoint_is_refused_before_any_connection() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -1139,12 +1108,9 @@ impl HttpFunction {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("handler.log");
         let dead_letter = dir.path().join("dead-letter");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free port");
+        let port = common::free_port();
         let log_file = File::create(&log).expect("log file");
-        let child = Command::new(binary("azure-handler"))
+        let child = Command::new(common::debug_binary("azure-handler"))
             .env_clear()
             .envs(env)
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
@@ -1325,7 +1291,7 @@ async fn the_http_function_refuses_missing_and_wrong_tokens_and_oversized_bodies
     let logs = function.logs();
     assert!(logs.contains("DEBUG"), "the handler ran at debug level");
     assert!(!logs.contains("panicked"), "{logs}");
-    assert_no_secrets(
+    common::assert_no_secrets(
         &format!("{logs}\n{}", dead_letter_text(&function.dead_letter)),
         &[&client_secret, &http_token],
         "the HTTP function's logs",
@@ -1434,9 +1400,9 @@ async fn no_secret_or_token_reaches_trace_logs_errors_or_dead_letters_under_faul
     for (what, output) in &outputs {
         assert!(output.contains("TRACE"), "{what} ran at trace level");
         assert!(!output.contains("panicked"), "{what}: {}", tail(output));
-        assert_no_secrets(output, &[&secret, &wrong], what);
+        common::assert_no_secrets(output, &[&secret, &wrong], what);
     }
-    assert_no_secrets(&dead, &[&secret, &wrong], "the dead letter");
+    common::assert_no_secrets(&dead, &[&secret, &wrong], "the dead letter");
     record(&Outcome {
         id: "62-security-secrets",
         scenario: "No secret or token in trace logs, errors or dead letters",
@@ -1503,7 +1469,13 @@ async fn put_generated(
     let path = dir.join(&file);
     let expected: HashSet<String> = expected_event_ids(&path).into_iter().collect();
     assert_eq!(expected.len() as u64, events, "distinct generated events");
-    common::put_object(moto, key, std::fs::read(&path).expect("generated object")).await;
+    common::put(
+        moto,
+        key,
+        std::fs::read(&path).expect("generated object"),
+        None,
+    )
+    .await;
     expected
 }
 
@@ -1523,18 +1495,7 @@ async fn the_s3_forwarder_delivers_100000_events_through_the_fault_storm() {
     let key = "keeper/storm.ndjson.gz";
     let expected = put_generated(&moto, dir.path(), key, STORM_EVENTS, 16).await;
     let function = common::start_function("s3-forwarder", &env, dir.path()).await;
-    emulator.set_faults(Faults {
-        status_rate: 0.3,
-        statuses: vec![429, 503],
-        retry_after_secs: 1,
-        drop_rate: 0.05,
-        stall_rate: 0.15,
-        stall_ms: 3_000,
-        token_lifetime_secs: Some(8),
-        script: vec![DROP_CONNECTION, 429, DROP_CONNECTION, 503],
-        seed: Some(20_251_125),
-        ..Faults::default()
-    });
+    emulator.set_faults(storm_faults(20_251_125));
 
     let notice = common::s3_notice(key);
     let mut invocations = Vec::new();
@@ -1639,7 +1600,7 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
         common::invocation_failed(status, &answer),
         "the s3-forwarder fails the invocation: {status} {answer}"
     );
-    let event = common::sqs_event(&bodies);
+    let (event, ids) = common::sqs_event(&moto, &bodies).await;
     let (status, answer) = sqs.invoke_within(&event, timeout).await;
     assert_eq!(status, 200, "{answer}\n{}", tail(&sqs.binary.output()));
     let failed: HashSet<&str> = answer["batchItemFailures"]
@@ -1650,9 +1611,10 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
         .collect();
     assert_eq!(
         failed,
-        HashSet::from(["msg-0", "msg-1", "msg-2"]),
+        ids.iter().map(String::as_str).collect::<HashSet<&str>>(),
         "every message is reported for redelivery: {answer}"
     );
+    assert_eq!(ids.len(), 3);
     assert!(
         emulator.rows().is_empty(),
         "nothing delivered during the outage"
@@ -1788,7 +1750,7 @@ async fn the_http_lambda_refuses_bad_tokens_and_oversized_bodies_and_logs_no_sec
     let log = function.binary.output();
     assert!(log.contains("DEBUG"), "the function ran at debug level");
     assert!(!log.contains("panicked"), "{}", tail(&log));
-    assert_no_secrets(
+    common::assert_no_secrets(
         &log,
         &[&client_secret, &http_token],
         "the HTTP Lambda's log",

@@ -1,20 +1,25 @@
-//! Shared end-to-end helpers for the Lambda functions: moto on 127.0.0.1, a function binary
-//! attached to its own `cargo lambda watch` runtime API, and the S3 notification it is sent.
+//! Shared end-to-end helpers: locating the built binaries, running `logrelay` and capturing
+//! its output, moto on 127.0.0.1, a function binary attached to its own `cargo lambda watch`
+//! runtime API, the S3 and SQS events it is sent, and secret scans.
 //!
-//! OWNER: reliability helper (adapted from tests/tests/aws_e2e.rs, which may switch to it).
+//! OWNER: reliability helper (shared by aws_e2e, cli_e2e, doctor, reliability, azure_handler).
 //! Include with `mod common;`. Each suite uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use azmon_emulator::Emulator;
 use serde_json::{json, Value};
 
 /// How long a started server may take to answer.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long one invocation may take.
+pub(crate) const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The bucket Keeper exports land in.
 pub(crate) const BUCKET: &str = "keeper-exports";
@@ -42,13 +47,148 @@ pub(crate) fn tool(name: &str) -> PathBuf {
 
 /// `target/debug/<name>`, built by `make test` before the suites run.
 pub(crate) fn debug_binary(name: &str) -> PathBuf {
+    existing_debug_binary(
+        name,
+        "`cargo build --workspace` (`make test` and `make reliability` do)",
+    )
+}
+
+/// The `logrelay` CLI's debug binary.
+pub(crate) fn logrelay_binary() -> PathBuf {
+    existing_debug_binary(
+        "logrelay",
+        "`cargo build -p logrelay-cli` (`make test` does)",
+    )
+}
+
+/// `target/debug/<name>`; fails naming `build`, the command that builds it, when missing.
+fn existing_debug_binary(name: &str, build: &str) -> PathBuf {
     let path = repo().join("target/debug").join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build it first with `cargo build --workspace` (`make test` does)",
+        "{} is missing: build it first with {build}",
         path.display()
     );
     path
+}
+
+/// The newest modification time of any file below `dir`.
+fn newest_source(dir: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let modified = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .unwrap_or_else(|error| panic!("cannot stat {}: {error}", path.display()))
+        };
+        newest = newest.max(modified);
+    }
+    newest
+}
+
+/// A Lambda function's binary (`functions/<name>`); refuses a binary older than its sources
+/// (a stale binary would test old code).
+pub(crate) fn function_binary(name: &str) -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), PathBuf::from);
+    // A release test run (`cargo test --release`, the benchmark) uses release binaries.
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let path = target.join(profile).join(name);
+    let hint = format!(
+        "build it first with `cargo build -p {name}` (with --release for a release test run; `make test` builds the workspace)"
+    );
+    assert!(path.exists(), "{} is missing: {hint}", path.display());
+    let built = std::fs::metadata(&path)
+        .and_then(|metadata| metadata.modified())
+        .unwrap_or_else(|error| panic!("cannot stat {}: {error}", path.display()));
+    let sources = newest_source(&repo().join("functions").join(name).join("src"))
+        .max(newest_source(&repo().join("shared/src")));
+    assert!(
+        built >= sources,
+        "{} is older than its sources: {hint}",
+        path.display()
+    );
+    path
+}
+
+/// What one run of a binary printed and how it exited.
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    pub(crate) fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `logrelay args` with only `env` (plus debug logging), in `dir` when given, feeding
+/// `stdin` when given (else stdin is null).
+pub(crate) async fn run_logrelay(
+    args: &[&str],
+    env: Vec<(String, String)>,
+    dir: Option<&Path>,
+    stdin: Option<Vec<u8>>,
+) -> Run {
+    let binary = logrelay_binary();
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let dir = dir.map(Path::to_path_buf);
+    // The child talks to the emulator served by this runtime, so wait on a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(binary);
+        command
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .env("RUST_LOG", "debug")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().expect("logrelay starts");
+        if let Some(bytes) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(&bytes).expect("stdin written");
+        }
+        let output = child.wait_with_output().expect("logrelay finishes");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("runner thread")
+}
+
+/// No secret of `secrets` and no JWT (every token the emulator issues starts `eyJ`) in `text`.
+pub(crate) fn assert_no_secrets(text: &str, secrets: &[&str], what: &str) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{what} shows a secret ({}…)",
+            secret.get(..4).unwrap_or_default()
+        );
+    }
+    assert!(!text.contains("eyJ"), "{what} shows a token (eyJ…)");
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -156,7 +296,7 @@ pub(crate) struct Function {
 }
 
 pub(crate) async fn start_function(name: &str, env: &[(String, String)], dir: &Path) -> Function {
-    let binary_path = debug_binary(name);
+    let binary_path = function_binary(name);
     let port = free_port();
     let mut watch = Command::new(tool("cargo-lambda"));
     watch
@@ -197,6 +337,12 @@ pub(crate) async fn start_function(name: &str, env: &[(String, String)], dir: &P
 }
 
 impl Function {
+    /// Invokes the function through the Lambda Invoke API within [`INVOKE_TIMEOUT`]; the HTTP
+    /// status and the answer.
+    pub(crate) async fn invoke(&self, payload: &Value) -> (u16, Value) {
+        self.invoke_within(payload, INVOKE_TIMEOUT).await
+    }
+
     /// Invokes the function through the Lambda Invoke API; the HTTP status and the answer.
     pub(crate) async fn invoke_within(&self, payload: &Value, timeout: Duration) -> (u16, Value) {
         let url = format!(
@@ -211,7 +357,12 @@ impl Function {
             .await
             .unwrap_or_else(|error| panic!("invoke failed: {error}\n{}", self.binary.output()));
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let text = response.text().await.unwrap_or_else(|error| {
+            panic!(
+                "reading the invocation answer failed: {error}\n{}",
+                self.binary.output()
+            )
+        });
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
     }
@@ -242,7 +393,7 @@ pub(crate) async fn function_env(emulator: &Emulator, moto: &Moto) -> Vec<(Strin
     let pairs = [
         (
             "AZURE_CLIENT_SECRET_ARN",
-            secret.arn().unwrap_or_default().to_string(),
+            secret.arn().expect("the secret's ARN").to_string(),
         ),
         ("AWS_ENDPOINT_URL", moto.url.clone()),
         ("AWS_REGION", "us-east-1".to_string()),
@@ -265,54 +416,114 @@ pub(crate) async fn function_env(emulator: &Emulator, moto: &Moto) -> Vec<(Strin
     env
 }
 
-/// Puts `body` at `key` in [`BUCKET`].
-pub(crate) async fn put_object(moto: &Moto, key: &str, body: Vec<u8>) {
-    moto.s3
+/// Puts `body` at `key` in [`BUCKET`], in `storage_class` when given.
+pub(crate) async fn put(moto: &Moto, key: &str, body: Vec<u8>, storage_class: Option<&str>) {
+    let mut request = moto
+        .s3
         .put_object()
         .bucket(BUCKET)
         .key(key)
-        .body(aws_sdk_s3::primitives::ByteStream::from(body))
-        .send()
-        .await
-        .expect("object put in moto");
+        .body(aws_sdk_s3::primitives::ByteStream::from(body));
+    if let Some(class) = storage_class {
+        request = request.storage_class(class.into());
+    }
+    request.send().await.expect("object put in moto");
 }
 
-/// A direct S3 "ObjectCreated:Put" notification for `key` in [`BUCKET`] (key without
-/// characters S3 would encode).
+/// A JSON fixture from `tests/fixtures/aws`.
+pub(crate) fn fixture(name: &str) -> Value {
+    let path = repo().join("tests/fixtures/aws").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// The S3 notification fixture naming `key` (form-urlencoded as S3 does) in [`BUCKET`].
 pub(crate) fn s3_notice(key: &str) -> Value {
-    let path = repo().join("tests/fixtures/aws/s3-put.json");
-    let text = std::fs::read_to_string(&path).expect("tests/fixtures/aws/s3-put.json");
-    let mut notice: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let mut notice = fixture("s3-put.json");
     notice["Records"][0]["s3"]["bucket"]["name"] = BUCKET.into();
     notice["Records"][0]["s3"]["bucket"]["arn"] = format!("arn:aws:s3:::{BUCKET}").into();
-    notice["Records"][0]["s3"]["object"]["key"] = key.into();
+    notice["Records"][0]["s3"]["object"]["key"] = form_encode(key).into();
     notice
 }
 
-/// An SQS event as Lambda's SQS trigger delivers it, one record per body (ids `msg-<n>`).
-pub(crate) fn sqs_event(bodies: &[String]) -> Value {
-    let records: Vec<Value> = bodies
-        .iter()
-        .enumerate()
-        .map(|(n, body)| {
-            json!({
-                "messageId": format!("msg-{n}"),
-                "receiptHandle": format!("handle-{n}"),
-                "body": body,
+/// S3's key encoding in notifications: form-urlencoded, `/` kept.
+pub(crate) fn form_encode(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        match byte {
+            b'/' | b'-' | b'_' | b'.' | b'*' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ if byte.is_ascii_alphanumeric() => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Sends `bodies` through a real moto queue and turns what SQS hands back into the event
+/// Lambda's SQS trigger delivers (azure-monitor-protocol.md §4.2); the event and the message
+/// ids in the order the bodies were sent.
+pub(crate) async fn sqs_event(moto: &Moto, bodies: &[String]) -> (Value, Vec<String>) {
+    let queue = moto
+        .sqs
+        .create_queue()
+        .queue_name(format!("keeper-{}", free_port()))
+        .send()
+        .await
+        .expect("queue created in moto");
+    let queue_url = queue.queue_url().expect("a queue URL").to_string();
+    let mut ids = Vec::new();
+    for body in bodies {
+        let sent = moto
+            .sqs
+            .send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("message sent to moto");
+        ids.push(sent.message_id().expect("a message id").to_string());
+    }
+    let arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        queue_url.rsplit('/').next().expect("a queue name")
+    );
+    let mut records = Vec::new();
+    while records.len() < bodies.len() {
+        let received = moto
+            .sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("messages received from moto");
+        for message in received.messages() {
+            records.push(json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
                 "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000",
                                "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1764000000001"},
                 "messageAttributes": {},
-                "md5OfBody": "",
+                "md5OfBody": message.md5_of_body(),
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:keeper-notices",
+                "eventSourceARN": arn,
                 "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+            }));
+        }
+    }
+    // Lambda hands messages over in queue order; keep the order they were sent in.
+    records.sort_by_key(|record| {
+        ids.iter()
+            .position(|id| record["messageId"] == id.as_str())
+            .unwrap_or(usize::MAX)
+    });
+    (json!({"Records": records}), ids)
 }
 
-/// Every object in the dead-letter bucket: key and body.
+/// Every object in the dead-letter bucket: key and body (UTF-8, as dead letters are written).
 pub(crate) async fn dead_letter_objects(moto: &Moto) -> Vec<(String, String)> {
     let listed = moto
         .s3
@@ -323,7 +534,7 @@ pub(crate) async fn dead_letter_objects(moto: &Moto) -> Vec<(String, String)> {
         .expect("list the dead-letter bucket");
     let mut out = Vec::new();
     for object in listed.contents() {
-        let key = object.key().unwrap_or_default().to_string();
+        let key = object.key().expect("an object key").to_string();
         let body = moto
             .s3
             .get_object()
@@ -337,7 +548,23 @@ pub(crate) async fn dead_letter_objects(moto: &Moto) -> Vec<(String, String)> {
             .await
             .expect("read a dead-letter object")
             .into_bytes();
-        out.push((key, String::from_utf8_lossy(&body).into_owned()));
+        let body = String::from_utf8(body.to_vec()).expect("a dead-letter object is UTF-8");
+        out.push((key, body));
     }
     out
+}
+
+/// Every dead-letter line in the `*.ndjson` files of `dir`, which must exist.
+pub(crate) fn dead_letter_lines(dir: &Path) -> Vec<Value> {
+    let mut entries = Vec::new();
+    for file in std::fs::read_dir(dir).expect("dead-letter directory exists") {
+        let path = file.expect("directory entry").path();
+        if path.extension().is_some_and(|ext| ext == "ndjson") {
+            let text = std::fs::read_to_string(&path).expect("dead-letter file");
+            entries.extend(text.lines().map(|line| {
+                serde_json::from_str::<Value>(line).expect("a dead-letter line is JSON")
+            }));
+        }
+    }
+    entries
 }
