@@ -2,8 +2,10 @@
 //! into an ingestion session, a report out.
 //!
 //! Decoding is synchronous (it reads, inflates and parses), so it runs on a blocking thread
-//! and hands items to the async side over a bounded channel of [`DECODED_CHANNEL_ITEMS`]:
-//! when sending falls behind, decoding waits, and memory stays bounded whatever the input size.
+//! and hands items to the async side in chunks (at most [`DECODED_CHUNK_ITEMS`] items or
+//! [`DECODED_CHUNK_BYTES`] bytes of rows) over a channel of [`DECODED_CHANNEL_CHUNKS`]: when
+//! sending falls behind, decoding waits, and memory stays bounded whatever the input size.
+//! Chunks rather than single items keep the two threads from waking each other per record.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +25,15 @@ use crate::ingest::{Ingestor, Report, Session, SessionOptions};
 use crate::keeper::{DecodeOptions, DecodeStats, Decoded, RowReader};
 use crate::Result;
 
-/// Decoded items buffered between the decoding thread and the sender.
-pub const DECODED_CHANNEL_ITEMS: usize = 1024;
+/// Decoded items handed over at once.
+pub const DECODED_CHUNK_ITEMS: usize = 256;
+
+/// Row bytes handed over at once: a chunk is sent early when its rows reach this size.
+pub const DECODED_CHUNK_BYTES: usize = 1 << 20;
+
+/// Chunks buffered between the decoding thread and the sender (so at most about
+/// `DECODED_CHANNEL_CHUNKS × DECODED_CHUNK_BYTES` of rows wait in memory).
+pub const DECODED_CHANNEL_CHUNKS: usize = 4;
 
 /// The warning logged (once per relay) when events older than two days were seen. Source:
 /// azure-monitor-protocol.md §1.7.
@@ -41,7 +50,7 @@ pub struct Relay {
 
 /// What the decoding thread sends.
 enum Item {
-    Decoded(Decoded),
+    Decoded(Vec<Decoded>),
     /// The input ended; here are its counters.
     Done(DecodeStats),
     /// Reading the input failed; what was decoded before was already sent.
@@ -152,7 +161,7 @@ impl Relay {
         reader: impl Read + Send + 'static,
         source: String,
     ) -> Result<()> {
-        let (sender, mut receiver) = mpsc::channel::<Item>(DECODED_CHANNEL_ITEMS);
+        let (sender, mut receiver) = mpsc::channel::<Item>(DECODED_CHANNEL_CHUNKS);
         // "Now" is taken per input: a warm Lambda container or a long-lived handler must not
         // judge event age against the time it started.
         let decode = DecodeOptions {
@@ -166,8 +175,7 @@ impl Relay {
         let mut stats = None;
         while let Some(item) = receiver.recv().await {
             let pushed = match item {
-                Item::Decoded(Decoded::Row(row)) => session.push(row).await,
-                Item::Decoded(Decoded::Rejected(entry)) => session.reject(entry).await,
+                Item::Decoded(chunk) => push_chunk(session, chunk).await,
                 Item::Done(done) => {
                     stats = Some(done);
                     Ok(())
@@ -200,7 +208,18 @@ impl Relay {
     }
 }
 
-/// The decoding thread: every item over the channel, then the counters.
+/// Pushes one chunk into the session, in order; stops at the first error.
+async fn push_chunk(session: &mut Session, chunk: Vec<Decoded>) -> Result<()> {
+    for decoded in chunk {
+        match decoded {
+            Decoded::Row(row) => session.push(row).await?,
+            Decoded::Rejected(entry) => session.reject(entry).await?,
+        }
+    }
+    Ok(())
+}
+
+/// The decoding thread: every item over the channel in chunks, then the counters.
 fn decode_into(
     reader: impl Read + Send,
     source: &str,
@@ -208,17 +227,35 @@ fn decode_into(
     sender: &mpsc::Sender<Item>,
 ) {
     let mut rows = RowReader::new(reader, source, options);
+    let mut chunk = Vec::with_capacity(DECODED_CHUNK_ITEMS);
+    let mut chunk_bytes = 0;
     while let Some(item) = rows.next() {
-        let message = match item {
-            Ok(decoded) => Item::Decoded(decoded),
+        match item {
+            Ok(decoded) => {
+                if let Decoded::Row(row) = &decoded {
+                    chunk_bytes += row.json.len();
+                }
+                chunk.push(decoded);
+            }
             Err(error) => {
+                // What was decoded before the failure is still sent, then the failure.
+                if !chunk.is_empty() && sender.blocking_send(Item::Decoded(chunk)).is_err() {
+                    return;
+                }
                 let _ = sender.blocking_send(Item::Failed(error, rows.stats()));
                 return;
             }
-        };
-        if sender.blocking_send(message).is_err() {
-            return; // the session stopped (dead letter failure); nothing more is wanted
         }
+        if chunk.len() >= DECODED_CHUNK_ITEMS || chunk_bytes >= DECODED_CHUNK_BYTES {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(DECODED_CHUNK_ITEMS));
+            chunk_bytes = 0;
+            if sender.blocking_send(Item::Decoded(full)).is_err() {
+                return; // the session stopped (dead letter failure); nothing more is wanted
+            }
+        }
+    }
+    if !chunk.is_empty() && sender.blocking_send(Item::Decoded(chunk)).is_err() {
+        return;
     }
     let _ = sender.blocking_send(Item::Done(rows.stats()));
 }
