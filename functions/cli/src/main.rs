@@ -240,9 +240,15 @@ fn write_output_inner(
     };
     let mut sink = BufWriter::with_capacity(1 << 16, sink);
     if gzip {
-        let mut encoder = GzEncoder::new(&mut sink, Compression::fast());
+        // Events are written a few bytes at a time; the encoder wants large writes.
+        let mut encoder =
+            BufWriter::with_capacity(1 << 16, GzEncoder::new(&mut sink, Compression::fast()));
         body(&mut encoder).map_err(fail)?;
-        encoder.finish().map_err(fail)?;
+        encoder
+            .into_inner()
+            .map_err(|error| fail(error.into_error()))?
+            .finish()
+            .map_err(fail)?;
     } else {
         body(&mut sink).map_err(fail)?;
     }
