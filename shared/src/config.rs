@@ -422,19 +422,24 @@ fn parse_identity_endpoint(value: &str) -> Result<Url> {
     Ok(url)
 }
 
-fn parse_authority_host(value: &str) -> Result<Url> {
-    const NAME: &str = "AZURE_AUTHORITY_HOST";
+/// A host given with or without its scheme (https assumed), as a URL.
+fn parse_host_url(name: &str, value: &str, example: &str) -> Result<Url> {
     let with_scheme = if value.contains("://") {
         value.to_string()
     } else {
         format!("https://{value}")
     };
-    let url = Url::parse(&with_scheme).map_err(|error| {
+    Url::parse(&with_scheme).map_err(|error| {
         invalid(
-            NAME,
-            format!("not a URL ({error}); expected e.g. https://login.microsoftonline.us"),
+            name,
+            format!("`{value}` is not a URL ({error}); expected e.g. {example}"),
         )
-    })?;
+    })
+}
+
+fn parse_authority_host(value: &str) -> Result<Url> {
+    const NAME: &str = "AZURE_AUTHORITY_HOST";
+    let url = parse_host_url(NAME, value, "https://login.microsoftonline.us")?;
     require_tls_or_loopback(NAME, &url)?;
     if url.host_str().is_none() {
         return Err(invalid(NAME, "the URL has no host"));
@@ -619,17 +624,11 @@ pub fn parse_endpoint_url(value: &str) -> Result<IngestionEndpoint> {
 
 /// `LOGS_INGESTION_DCE`: the endpoint host alone (scheme optional, https assumed).
 fn parse_dce(value: &str) -> Result<Url> {
-    let with_scheme = if value.contains("://") {
-        value.to_string()
-    } else {
-        format!("https://{value}")
-    };
-    let url = Url::parse(&with_scheme).map_err(|error| {
-        invalid(
-            DCE_VAR,
-            format!("`{value}` is not a URL ({error}); expected e.g. https://my-dce-ab12.eastus-1.ingest.monitor.azure.com"),
-        )
-    })?;
+    let url = parse_host_url(
+        DCE_VAR,
+        value,
+        "https://my-dce-ab12.eastus-1.ingest.monitor.azure.com",
+    )?;
     check_service_host(DCE_VAR, &url)?;
     require_tls_or_loopback(DCE_VAR, &url)?;
     check_no_userinfo(DCE_VAR, &url)?;
