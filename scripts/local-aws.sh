@@ -3,6 +3,8 @@
 # Secrets Manager) and cargo-lambda's local Lambda runtime, uploads a gzipped Keeper export,
 # invokes the s3-forwarder with an S3 event for it, prints what landed, and stops everything.
 # Everything listens on 127.0.0.1; nothing reaches a cloud.
+# Knobs: LOCAL_PROFILE=release (release binaries), LOCAL_OBJECT=<file> (the export to upload),
+# LOCAL_INVOKE_TIMEOUT=<seconds> (default 120). The function's peak memory is printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -15,9 +17,14 @@ say() { printf '\n== %s\n' "$*"; }
 say "tools"
 scripts/tools.sh aws
 
-say "build (s3-forwarder, emulator)"
-cargo build --quiet -p s3-forwarder -p logrelay-tests --bin azmon-emulator
-target="${CARGO_TARGET_DIR:-$root/target}/debug"
+profile="${LOCAL_PROFILE:-debug}"
+say "build (s3-forwarder, emulator; $profile)"
+if [ "$profile" = release ]; then
+  cargo build --quiet --release -p s3-forwarder -p logrelay-tests --bin azmon-emulator
+else
+  cargo build --quiet -p s3-forwarder -p logrelay-tests --bin azmon-emulator
+fi
+target="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 work="$(mktemp -d)"
 pids=()
@@ -52,7 +59,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_D
 wait_for "$AWS_ENDPOINT_URL/moto-api/" moto
 echo "moto at $AWS_ENDPOINT_URL"
 
-sample="$root/samples/keeper-events.ndjson.gz"
+sample="${LOCAL_OBJECT:-$root/samples/keeper-events.ndjson.gz}"
 if [ ! -f "$sample" ]; then
   sample="$work/keeper-events.ndjson.gz"
   "$venv/bin/python" - "$sample" <<'PY'
@@ -95,7 +102,8 @@ env -u AZURE_CLIENT_SECRET \
   AWS_LAMBDA_FUNCTION_NAME=s3-forwarder AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$rt_port/.rt" RUST_LOG=info \
   "$target/s3-forwarder" >"$work/s3-forwarder.log" 2>&1 &
-pids+=($!)
+function_pid=$!
+pids+=("$function_pid")
 
 say "invoke s3-forwarder with an S3 ObjectCreated event"
 "$venv/bin/python" - "$bucket" "$key" >"$work/event.json" <<'PY'
@@ -107,20 +115,20 @@ s3["bucket"]["name"], s3["bucket"]["arn"] = bucket, f"arn:aws:s3:::{bucket}"
 s3["object"]["key"] = urllib.parse.quote_plus(key, safe="/")  # as S3 encodes it
 print(json.dumps(event))
 PY
-curl -s --max-time 120 -X POST "http://127.0.0.1:$rt_port/2015-03-31/functions/_/invocations" \
+curl -s --max-time "${LOCAL_INVOKE_TIMEOUT:-120}" -X POST "http://127.0.0.1:$rt_port/2015-03-31/functions/_/invocations" \
   -H 'content-type: application/json' --data @"$work/event.json" >"$work/answer.json"
 echo "answer: $(cat "$work/answer.json")"
 
 say "function log"
 cat "$work/s3-forwarder.log"
+echo "s3-forwarder peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$function_pid/status") (object $(( $(stat -c %s "$sample") / 1048576 )) MiB)"
 
 say "what landed (emulator /_emulator/stats)"
 curl -s "$AZMON_EMULATOR_URL/_emulator/stats"; echo
 say "first rows (emulator /_emulator/rows)"
-curl -s "$AZMON_EMULATOR_URL/_emulator/rows" | "$venv/bin/python" -c '
+curl -s "$AZMON_EMULATOR_URL/_emulator/rows?limit=3" | "$venv/bin/python" -c '
 import json, sys
 rows = json.load(sys.stdin)
 rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
-print(f"{len(rows)} rows")
 for row in rows[:3]:
     print(json.dumps(row))'

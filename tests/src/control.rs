@@ -13,12 +13,18 @@ use serde_json::json;
 use crate::faults::Faults;
 use crate::state::State;
 
-/// `GET /_emulator/rows[?stream=..]`: stored rows as a JSON array.
+/// `GET /_emulator/rows[?stream=..][&limit=N]`: stored rows as a JSON array (the first `N`;
+/// a big run stores millions, and a caller showing a few must not fetch them all).
 pub(crate) async fn rows(
     AxumState(state): AxumState<Arc<State>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    Json(state.rows(query.get("stream").map(String::as_str))).into_response()
+    let limit = match query.get("limit").map(|value| value.parse::<usize>()) {
+        None => usize::MAX,
+        Some(Ok(limit)) => limit,
+        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "limit must be a number").into_response(),
+    };
+    Json(state.rows_limited(query.get("stream").map(String::as_str), limit)).into_response()
 }
 
 /// `GET /_emulator/stats`.

@@ -153,10 +153,16 @@ impl State {
     }
 
     pub(crate) fn rows(&self, stream: Option<&str>) -> Vec<Value> {
+        self.rows_limited(stream, usize::MAX)
+    }
+
+    /// The first `limit` stored rows of `stream` (all streams when `None`).
+    pub(crate) fn rows_limited(&self, stream: Option<&str>, limit: usize) -> Vec<Value> {
         self.lock()
             .rows
             .iter()
             .filter(|stored| stream.is_none_or(|name| stored.stream == name))
+            .take(limit)
             .map(|stored| stored.row.clone())
             .collect()
     }

@@ -950,6 +950,15 @@ async fn the_control_plane_sets_faults_reports_stats_and_rows_and_resets() {
         .await
         .unwrap();
     assert_eq!(stored, rows);
+    let first: Value = http
+        .get(format!("{base}/_emulator/rows?limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, Value::Array(rows.as_array().unwrap()[..1].to_vec()));
 
     let reset = http
         .post(format!("{base}/_emulator/reset"))
