@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(CURDIR)/.tools/venv/bin:$(PATH)
 
 .PHONY: run test build lint fmt clippy unit tools local package-aws package-azure deploy-aws deploy-azure \
-        lint-infra bench fuzz reliability schema
+        lint-infra bench fuzz reliability schema big-object
 
 ## run: start the emulator, send the bundled Keeper sample with `logrelay send`, show what landed
 run:
@@ -57,6 +57,10 @@ fuzz:
 
 reliability:
 	@scripts/reliability.sh
+
+## big-object: a ~200 MB gzipped export through the release s3-forwarder (moto + cargo-lambda), peak memory
+big-object:
+	@scripts/big-object.sh
 
 schema:
 	$(CARGO) run --quiet -p logrelay-cli -- schema
