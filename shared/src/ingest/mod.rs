@@ -1,7 +1,5 @@
 //! Ingestion into the Logs Ingestion API: packing under the request limit, gzip, bounded
 //! concurrency, retries that honour Retry-After, split on 413, and the dead letter.
-//!
-//! OWNER: core-ingest helper. The public types below are the contract the binaries use.
 
 pub mod pack;
 pub mod retry;
@@ -221,7 +219,7 @@ const MAX_BUFFERED_REJECT_BYTES: usize = 8 << 20;
 /// background with bounded concurrency, so `push` waits when the pipe is full (backpressure).
 ///
 /// Memory stays bounded: the batch being filled, at most `concurrency` batches in flight, and
-/// at most [`MAX_ENTRIES_PER_WRITE`] buffered rejects.
+/// at most 5,000 (`MAX_ENTRIES_PER_WRITE`) buffered rejects.
 #[derive(Debug)]
 pub struct Session {
     delivery: Delivery,
