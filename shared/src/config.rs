@@ -1,7 +1,5 @@
 //! Configuration, read once from the environment (Azure SDK names where they exist) and
 //! validated with messages a person can act on.
-//!
-//! OWNER: core-auth helper. Types here are the contract other modules use.
 
 use std::time::Duration;
 

@@ -1,6 +1,4 @@
 //! The dead letter: where every event that cannot be delivered goes, with the reason.
-//!
-//! OWNER: core-ingest helper (trait + local directory + memory); the AWS helper adds S3 in `aws`.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

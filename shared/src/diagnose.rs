@@ -2,8 +2,6 @@
 //! order, and says for a broken link what to fix and which portal step of Keeper's Azure
 //! Monitor guide it belongs to.
 //!
-//! OWNER: operate helper (issue 7).
-//!
 //! The explanations are pure functions (unit-tested here); the network work goes through the
 //! crate's HTTP client and a [`TokenProvider`]. Nothing here ever prints a secret or a token.
 

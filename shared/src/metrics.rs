@@ -1,7 +1,5 @@
 //! Metrics: CloudWatch embedded-metric-format lines from a [`crate::ingest::Report`], and the
 //! one list of counter names every binary prints.
-//!
-//! OWNER: operate helper (issue 7).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

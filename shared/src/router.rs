@@ -1,5 +1,5 @@
 //! The HTTP ingestion routes shared by the AWS HTTP function (Function URL / API Gateway) and
-//! the Azure Functions custom handler. OWNER: aws helper.
+//! the Azure Functions custom handler.
 //!
 //! `POST /events` and `POST /` take events in any container the decoder knows (JSON array,
 //! NDJSON, gzip) behind a shared bearer token; `GET /health` answers without auth.

@@ -1,7 +1,7 @@
 //! End-to-end ingestion against the Azure emulator over real HTTP: the real configuration,
 //! Entra client-credentials provider, token cache, ingestor and dead letter.
 //!
-//! OWNER: core-ingest helper. Rows are built here as the encoded JSON the Keeper decoder
+//! Rows are built here as the encoded JSON the Keeper decoder
 //! would produce, so these tests pin the ingestion path alone.
 
 use std::collections::{BTreeSet, HashMap};

@@ -2,7 +2,7 @@
 //! throttles, drops, stalls, expires tokens and refuses everything; a crash and a rerun;
 //! hostile input; refused callers and refused configurations; no secret in any output.
 //!
-//! OWNER: reliability helper. Each scenario writes its counts to `target/reliability/*.json`;
+//! Each scenario writes its counts to `target/reliability/*.json`;
 //! `scripts/reliability.sh` runs this suite and renders RELIABILITY.md from them. "Lost" is
 //! always computed from what went in (the EventIds decoded from the input with logrelay's own
 //! decoder, or the fixture's known record count), never from the binary's own report.

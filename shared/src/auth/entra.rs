@@ -1,7 +1,5 @@
 //! Entra ID client-credentials flow (`/{tenant}/oauth2/v2.0/token`) and its error advice.
 //!
-//! OWNER: core-auth helper.
-//!
 //! The request and response shapes are in azure-monitor-protocol.md §2.1–§2.4. Error advice
 //! is a pure function ([`advice_for`]) so every mapping is table-tested; the provider adds
 //! only I/O and one retry with a re-read secret after Entra rejects it (rotation).

@@ -1,8 +1,6 @@
 //! App Service managed identity (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`): secretless tokens
 //! for the Azure Functions custom handler.
 //!
-//! OWNER: azure-handler helper.
-//!
 //! Protocol (azure-monitor-protocol.md §2.6): `GET {IDENTITY_ENDPOINT}?resource=<resource>
 //! &api-version=2019-08-01[&client_id=<id>]` with header `X-IDENTITY-HEADER: {IDENTITY_HEADER}`.
 //! The answer carries `access_token` and `expires_on` in epoch seconds as a *string*.

@@ -1,7 +1,5 @@
 //! Entra ID access tokens: acquisition and a process-wide cache shared by warm invocations.
 //!
-//! OWNER: core-auth helper.
-//!
 //! - [`TokenProvider`] fetches a fresh token (client secret, managed identity, test fakes).
 //! - [`TokenCache`] hands out a cached token, refreshes it ahead of expiry with one fetch at a
 //!   time however many tasks ask (single flight), and forgets it when ingestion answers 401.

@@ -1,4 +1,4 @@
-//! AWS adapters: S3 notices and objects, the S3 dead letter, Secrets Manager. OWNER: aws helper.
+//! AWS adapters: S3 notices and objects, the S3 dead letter, Secrets Manager.
 
 pub mod clients;
 pub mod forward;

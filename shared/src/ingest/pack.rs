@@ -1,7 +1,5 @@
 //! Pure greedy packing of serialized rows into JSON-array bodies under the byte limit.
 //!
-//! OWNER: core-ingest helper.
-//!
 //! A body is `[` + rows joined by `,` + `]`, so `n` rows of sizes `s₁..sₙ` make a body of
 //! `2 + Σsᵢ + (n − 1)` bytes. Brackets and commas are counted (unlike the Python and Java
 //! SDKs, which overshoot by `2 + (n − 1)` bytes). Example: with a limit of 10, rows of 3 and 4

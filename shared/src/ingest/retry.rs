@@ -1,7 +1,5 @@
 //! Pure retry policy: which statuses are transient, Retry-After parsing, capped exponential
 //! backoff with full jitter, and advice for the errors that retrying cannot fix.
-//!
-//! OWNER: core-ingest helper.
 
 use std::time::{Duration, SystemTime};
 

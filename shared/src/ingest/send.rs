@@ -1,8 +1,6 @@
 //! Delivery of one batch: gzip, POST, classify, retry with backoff, reauthenticate once on
 //! 401, split on 413, and the dead letter for what cannot be delivered.
 //!
-//! OWNER: core-ingest helper.
-//!
 //! One `x-ms-client-request-id` is used for every attempt of the same body, so Azure support
 //! can follow one body across its retries; a split half is a new body with a new id.
 

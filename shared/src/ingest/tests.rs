@@ -1,6 +1,6 @@
 //! Session behaviour against a scripted HTTP server on 127.0.0.1, with the real reqwest client.
 //!
-//! OWNER: core-ingest helper. The full-protocol tests against the Azure emulator live in
+//! The full-protocol tests against the Azure emulator live in
 //! `tests/tests/ingest_e2e.rs`; these pin the session's own decisions one at a time. The
 //! scripted server is shared with the relay tests.
 

@@ -1,8 +1,6 @@
 //! Keeper audit events: every container and shape Keeper produces, decoded as a stream and
 //! converted to table rows.
 //!
-//! OWNER: keeper-schema helper. The public API below is the contract [`crate::relay`] uses.
-//!
 //! Decisions (each covered by `shared/tests/keeper_shapes.rs`):
 //! - The container comes from the content: gzip magic; then the first significant byte
 //!   (`[` array, `{` object(s), `<` syslog); otherwise a first line that is JSON means NDJSON

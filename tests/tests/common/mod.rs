@@ -2,7 +2,7 @@
 //! its output, moto on 127.0.0.1, a function binary attached to its own `cargo lambda watch`
 //! runtime API, the S3 and SQS events it is sent, and secret scans.
 //!
-//! OWNER: reliability helper (shared by aws_e2e, cli_e2e, doctor, reliability, azure_handler).
+//! Shared by aws_e2e, cli_e2e, doctor, reliability and azure_handler.
 //! Include with `mod common;`. Each suite uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
