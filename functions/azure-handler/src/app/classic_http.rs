@@ -109,11 +109,8 @@ pub(crate) async fn translate(request: Request, next: Next) -> Response {
 
 /// `Data.req` when `bytes` is a classic invocation of the HTTP function.
 fn classic_request(bytes: &Bytes) -> Option<Value> {
-    if !bytes
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|first| *first == b'{')
-    {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
         return None;
     }
     let invocation = Invocation::parse(bytes).ok()?;
