@@ -658,6 +658,14 @@ async fn both_host_modes_give_the_caller_the_same_refusals() {
             "{case}"
         );
     }
+    // Past the handler's envelope limit (6 × the body limit + 1 MiB) and without a token: not
+    // read, and refused as the proxied mode refuses any request without a token.
+    let (_, _, unauthorized) = proxied_post(&handler.base, None, &events).await;
+    let huge = " ".repeat(8 * logrelay::router::MAX_BODY_BYTES);
+    let (status, challenge, body) = proxied_post(&handler.base, None, &huge).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    assert_eq!(body, unauthorized);
     assert!(emulator.rows().is_empty());
     assert!(handler.dead_letters().is_empty());
 }

@@ -19,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -72,17 +72,23 @@ pub(crate) async fn translate(request: Request, next: Next) -> Response {
     if !candidate {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_ENVELOPE_BYTES) {
-        return envelope_too_large();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_ENVELOPE_BYTES).await else {
-        return envelope_too_large();
+    let bytes = if declared.is_some_and(|length| length > MAX_ENVELOPE_BYTES) {
+        None
+    } else {
+        axum::body::to_bytes(body, MAX_ENVELOPE_BYTES).await.ok()
+    };
+    let Some(bytes) = bytes else {
+        // Too big to be an invocation worth reading. Without a token the shared routes refuse
+        // it whatever the body (401, or 503 with no token configured), so they answer it with
+        // none: exactly what a proxied caller gets. (A host would turn that non-2xx into a 500.)
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return next.run(Request::from_parts(parts, Body::empty())).await;
     };
     let Some(req) = classic_request(&bytes) else {
         // Not an invocation: the caller's own request, proxied; the shared routes answer it.
@@ -290,20 +296,6 @@ fn wrap_parts(status: StatusCode, headers: &[(&str, &str)], body: String, what: 
         return_value: Value::Null,
     };
     json_answer(StatusCode::OK, &result)
-}
-
-/// The envelope is past [`MAX_ENVELOPE_BYTES`]: answered as the shared routes answer a body past
-/// their limit. (The host fails a classic invocation on a non-2xx, so its caller sees a 500.)
-fn envelope_too_large() -> Response {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        axum::Json(json!({
-            "error": format!(
-                "the request is larger than {MAX_ENVELOPE_BYTES} bytes; send smaller batches"
-            )
-        })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]
