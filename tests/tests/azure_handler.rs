@@ -904,8 +904,11 @@ fn template_setting_names() -> Vec<(String, String)> {
         .collect();
     let bicep =
         std::fs::read_to_string(common::repo().join("infra/azure/main.bicep")).expect("main.bicep");
-    for literal in bicep.split('\'').skip(1).step_by(2) {
-        if literal.starts_with("AzureWebJobs") {
+    // Each string literal that starts with `AzureWebJobs`, up to its closing quote.
+    for (start, _) in bicep.match_indices("'AzureWebJobs") {
+        let literal = bicep[start + 1..].split('\'').next().unwrap_or_default();
+        // `${..}` interpolations are expressions, not literal names.
+        if !literal.contains("${") {
             found.push(("main.bicep".to_string(), literal.to_string()));
         }
     }
@@ -920,10 +923,12 @@ fn every_app_setting_the_templates_set_is_a_valid_name_and_disables_only_real_fu
         .collect();
     let settings = template_setting_names();
     assert!(
-        settings
-            .iter()
-            .any(|(_, name)| name == "FUNCTIONS_WORKER_RUNTIME"),
-        "no app settings found in main.json: {settings:?}"
+        settings.iter().any(|(file, _)| file == "main.json"),
+        "no literal app setting found in main.json's appSettings"
+    );
+    assert!(
+        settings.iter().any(|(file, _)| file == "main.bicep"),
+        "no `AzureWebJobs...` setting found in main.bicep"
     );
     for (file, name) in &settings {
         assert!(
