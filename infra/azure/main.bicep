@@ -389,7 +389,7 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = if (deployFunctionApp) {
         }
         {
           // No Event Hub is created here; enable the function after setting its two app settings.
-          name: 'AzureWebJobs.eventhub-events.Disabled'
+          name: 'AzureWebJobs.eventhub_events.Disabled'
           value: 'true'
         }
       ]

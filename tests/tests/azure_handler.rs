@@ -2,8 +2,10 @@
 //! (`FUNCTIONS_CUSTOMHANDLER_PORT`, readiness on `GET /`), invoked with the payloads each
 //! trigger really sends (tests/fixtures/azure), delivering into the local Azure emulator.
 //!
-//! Core Tools cannot be installed offline (offline-toolbox.md §5), so the host is played by
-//! these tests; the protocol shapes come from the host's own code (see the fixtures README).
+//! Core Tools cannot be installed offline, so the host is played by these tests; the protocol
+//! shapes come from Microsoft Learn's "Azure Functions custom handlers" page and the host's own
+//! code (see the fixtures README). The last tests hold infra/azure/function-app (and the app
+//! settings of infra/azure/main.json) to the host's naming rules.
 
 mod common;
 
@@ -12,11 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
-use common::free_port;
+use common::{free_port, INVOKE_TIMEOUT};
 use serde_json::Value;
 
 /// How long the handler may take to answer `GET /` (the host allows 30–60 s; ours is instant).
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The shared bearer token the HTTP tests configure (`LOGRELAY_HTTP_TOKEN`); the classic fixture
+/// carries it in `Data.req.Headers.Authorization`.
+const HTTP_TOKEN: &str = "keeper-webhook-shared-token";
 
 /// Inherited variables that would change the handler's configuration.
 const SCRUBBED: &[&str] = &[
@@ -246,7 +252,7 @@ async fn a_queue_message_double_encoded_by_the_host_is_delivered() {
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-double-encoded.json"))
+        .invoke("queue_events", &fixture("queue-double-encoded.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert_eq!(answer["ReturnValue"], Value::Null);
@@ -272,7 +278,7 @@ async fn a_plain_queue_message_is_delivered() {
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-plain.json"))
+        .invoke("queue_events", &fixture("queue-plain.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert_eq!(usernames(&emulator), users(&["dia.plain", "eli.plain"]));
@@ -283,7 +289,7 @@ async fn a_gzip_blob_sent_as_base64_is_delivered() {
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
     let (status, answer) = handler
-        .invoke("blob-events", &fixture("blob-gzip-ndjson.json"))
+        .invoke("blob_events", &fixture("blob-gzip-ndjson.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert!(logs_of(&answer).contains("delivered=4"), "{answer}");
@@ -299,7 +305,7 @@ async fn an_event_hub_batch_delivers_every_event_of_every_body_in_one_request() 
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
     let (status, answer) = handler
-        .invoke("eventhub-events", &fixture("eventhub-many.json"))
+        .invoke("eventhub_events", &fixture("eventhub-many.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert_eq!(
@@ -317,7 +323,7 @@ async fn managed_identity_delivers_without_a_client_secret() {
     assert!(env.iter().all(|(name, _)| name != "AZURE_CLIENT_SECRET"));
     let handler = Handler::start(env).await;
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-double-encoded.json"))
+        .invoke("queue_events", &fixture("queue-double-encoded.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert_eq!(
@@ -346,7 +352,7 @@ async fn throttling_past_the_deadline_fails_the_invocation_so_the_host_retries()
     let handler = Handler::start(env).await;
     let started = Instant::now();
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-double-encoded.json"))
+        .invoke("queue_events", &fixture("queue-double-encoded.json"))
         .await;
     assert_eq!(status, 500, "{answer}\n{}", handler.logs());
     assert!(logs_of(&answer).contains("failed_transient=3"), "{answer}");
@@ -365,7 +371,7 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_acknowledged()
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-malformed.json"))
+        .invoke("queue_events", &fixture("queue-malformed.json"))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     assert!(logs_of(&answer).contains("dead_lettered=1"), "{answer}");
@@ -392,7 +398,7 @@ async fn a_malformed_message_is_dead_lettered_with_its_reason_and_acknowledged()
 async fn a_body_that_is_not_an_invocation_is_kept_in_the_dead_letter() {
     let emulator = emulator().await;
     let handler = Handler::start(emulator.env()).await;
-    let (status, _) = handler.invoke("blob-events", "this is not JSON").await;
+    let (status, _) = handler.invoke("blob_events", "this is not JSON").await;
     assert_eq!(status, 200);
     let entries = handler.dead_letters();
     assert_eq!(entries[0]["raw"], "this is not JSON", "{entries:?}");
@@ -466,7 +472,7 @@ async fn a_truncated_gzip_blob_is_dead_lettered_by_uri_and_acknowledged() {
         .expect("fixture blob is base64");
     // An upload cut short: the gzip header and part of the stream, no trailer.
     invocation["Data"]["blob"] = Value::String(engine.encode(&gzip[..gzip.len() / 2]));
-    let (status, answer) = handler.invoke("blob-events", &invocation.to_string()).await;
+    let (status, answer) = handler.invoke("blob_events", &invocation.to_string()).await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     let entries = handler.dead_letters();
     assert!(!entries.is_empty(), "{answer}");
@@ -503,7 +509,7 @@ async fn a_blob_inflating_past_the_limit_is_dead_lettered_not_retried() {
         serde_json::from_str(&fixture("blob-gzip-ndjson.json")).expect("fixture is JSON");
     invocation["Data"]["blob"] =
         Value::String(base64::engine::general_purpose::STANDARD.encode(&gzip));
-    let (status, answer) = handler.invoke("blob-events", &invocation.to_string()).await;
+    let (status, answer) = handler.invoke("blob_events", &invocation.to_string()).await;
     assert_eq!(status, 200, "{answer}\n{}", handler.logs());
     let entries = handler.dead_letters();
     assert_eq!(entries.len(), 1, "{answer}");
@@ -530,21 +536,465 @@ async fn a_wrong_identity_header_surfaces_the_advice_loses_nothing_and_is_never_
     ));
     let handler = Handler::start(env).await;
     let (status, answer) = handler
-        .invoke("queue-events", &fixture("queue-plain.json"))
+        .invoke("queue_events", &fixture("queue-plain.json"))
         .await;
     let advice = "X-IDENTITY-HEADER";
-    if status == 200 {
-        // Acknowledged only because both events are in the dead letter with the advice.
-        let entries = handler.dead_letters();
-        assert_eq!(entries.len(), 2, "{answer}");
-        assert!(entries.iter().all(|entry| entry["reason"]
+    // A 401 from the identity endpoint is permanent (a wrong header does not fix itself), so
+    // the rows go to the dead letter with the advice and the message is completed: 200.
+    assert_eq!(status, 200, "{answer}\n{}", handler.logs());
+    let logs = logs_of(&answer);
+    assert!(logs.contains("events_in=2"), "{logs}");
+    assert!(logs.contains("delivered=0"), "{logs}");
+    assert!(logs.contains("dead_lettered=2"), "{logs}");
+    let entries = handler.dead_letters();
+    assert_eq!(entries.len(), 2, "{answer}");
+    assert!(
+        entries.iter().all(|entry| entry["reason"]
             .as_str()
-            .is_some_and(|reason| reason.contains(advice))));
-    } else {
-        assert_eq!(status, 500, "{answer}");
-        assert!(logs_of(&answer).contains(advice), "{answer}");
-    }
+            .is_some_and(|reason| reason.contains(advice))),
+        "{entries:?}"
+    );
     assert!(emulator.rows().is_empty());
     assert!(!handler.logs().contains("stale-identity-header-value"));
     assert!(!answer.to_string().contains("stale-identity-header-value"));
+}
+
+/// The handler with the emulator's credentials and the HTTP function's shared token.
+async fn http_handler(emulator: &Emulator) -> Handler {
+    let mut env = emulator.env();
+    env.push(("LOGRELAY_HTTP_TOKEN".into(), HTTP_TOKEN.into()));
+    Handler::start(env).await
+}
+
+/// `Outputs.res` of a classic HTTP invocation answer: status, body, headers.
+fn res_of(answer: &Value) -> (u16, String, Value) {
+    let res = &answer["Outputs"]["res"];
+    let status = res["statusCode"]
+        .as_str()
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("`Outputs.res.statusCode` is not a status string: {answer}"));
+    assert_eq!(
+        res["status"], res["statusCode"],
+        "hosts that require `Status` get the same code: {answer}"
+    );
+    let body = res["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("`Outputs.res.body` is not a string: {answer}"))
+        .to_string();
+    (status, body, res["headers"].clone())
+}
+
+/// The classic invocation fixture with the caller's `Authorization` replaced (or removed) and
+/// its body replaced.
+fn classic_invocation(authorization: Option<&str>, body: &str) -> String {
+    let mut invocation: Value =
+        serde_json::from_str(&fixture("http-classic-invocation.json")).expect("fixture is JSON");
+    let req = &mut invocation["Data"]["req"];
+    let headers = req["Headers"].as_object_mut().expect("Headers object");
+    match authorization {
+        Some(value) => {
+            headers.insert("Authorization".into(), serde_json::json!([value]));
+        }
+        None => {
+            headers.remove("Authorization");
+        }
+    }
+    req["Body"] = Value::String(body.to_string());
+    invocation.to_string()
+}
+
+#[tokio::test]
+async fn a_classic_http_invocation_shaped_as_the_docs_show_delivers_and_answers_in_outputs_res() {
+    let emulator = emulator().await;
+    let handler = http_handler(&emulator).await;
+    // The host POSTs to /<function name> with no Authorization of its own; the caller's
+    // token is in Data.req.Headers.
+    let (status, answer) = handler
+        .invoke("events", &fixture("http-classic-invocation.json"))
+        .await;
+    assert_eq!(status, 200, "{answer}\n{}", handler.logs());
+    let (code, body, headers) = res_of(&answer);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(headers["content-type"], "application/json", "{answer}");
+    let report: Value = serde_json::from_str(&body).expect("the report is JSON");
+    assert_eq!(report["events_in"], 2, "{report}");
+    assert_eq!(report["delivered"], 2, "{report}");
+    assert_eq!(report["dead_lettered"], 0, "{report}");
+    assert_eq!(usernames(&emulator), users(&["nia.classic", "oto.classic"]));
+    assert!(logs_of(&answer).contains("classic"), "{answer}");
+    assert!(!handler.logs().contains(HTTP_TOKEN));
+}
+
+#[tokio::test]
+async fn both_host_modes_give_the_caller_the_same_refusals() {
+    let emulator = emulator().await;
+    let handler = http_handler(&emulator).await;
+    let events = fixture("http-events.json");
+    let bearer = format!("Bearer {HTTP_TOKEN}");
+    // One byte past the shared routes' limit, so the limit is the router's, not the envelope's.
+    let oversized = format!("[{}", " ".repeat(logrelay::router::MAX_BODY_BYTES));
+    let cases: [(&str, Option<&str>, &str, u16); 4] = [
+        ("a wrong token", Some("Bearer wrong-token"), &events, 401),
+        ("no token", None, &events, 401),
+        ("an empty body", Some(&bearer), "  ", 400),
+        ("a body over the limit", Some(&bearer), &oversized, 413),
+    ];
+    for (case, authorization, body, expected) in cases {
+        // Proxied: the caller's request as is.
+        let (proxied_status, proxied_challenge, proxied_body) =
+            proxied_post(&handler.base, authorization, body).await;
+        assert_eq!(proxied_status, expected, "proxied, {case}: {proxied_body}");
+        // Classic: the same request inside the invocation envelope.
+        let (status, answer) = handler
+            .invoke("events", &classic_invocation(authorization, body))
+            .await;
+        assert_eq!(status, 200, "classic, {case}: {answer}");
+        let (code, classic_body, headers) = res_of(&answer);
+        assert_eq!(code, expected, "classic, {case}: {answer}");
+        assert_eq!(classic_body, proxied_body, "{case}");
+        assert_eq!(
+            headers["www-authenticate"].as_str().map(str::to_string),
+            proxied_challenge,
+            "{case}"
+        );
+    }
+    // Past the handler's envelope limit (6 × the body limit + 1 MiB) and without a token: not
+    // read, and refused as the proxied mode refuses any request without a token.
+    let (_, _, unauthorized) = proxied_post(&handler.base, None, &events).await;
+    let huge = " ".repeat(8 * logrelay::router::MAX_BODY_BYTES);
+    let (status, challenge, body) = proxied_post(&handler.base, None, &huge).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    assert_eq!(body, unauthorized);
+    assert!(emulator.rows().is_empty());
+    assert!(handler.dead_letters().is_empty());
+}
+
+/// `POST /events` as a caller sends it through a proxying host, over a plain socket: the
+/// handler may answer (401, 413) before the body is read and close the connection, which an
+/// HTTP client still writing the body reports as a broken pipe instead of the answer. Returns
+/// the status, the `WWW-Authenticate` header and the body.
+async fn proxied_post(
+    base: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to the handler");
+    let mut head = format!(
+        "POST /events HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(value) = authorization {
+        head.push_str(&format!("Authorization: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("send the request head");
+    // The handler may stop reading once it has answered; the answer is what counts.
+    let _ = stream.write_all(body.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(INVOKE_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the handler answers within the timeout");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    let challenge = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("www-authenticate")
+            .then(|| value.trim().to_string())
+    });
+    (status, challenge, body.to_string())
+}
+
+/// Folders of infra/azure/function-app holding a function.json: the function names.
+fn function_folders() -> Vec<(String, Value)> {
+    let dir = common::repo().join("infra/azure/function-app");
+    let mut folders: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.join("function.json").is_file())
+        .map(|path| {
+            let text = std::fs::read_to_string(path.join("function.json")).expect("function.json");
+            let json: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path
+                .file_name()
+                .expect("folder name")
+                .to_string_lossy()
+                .into_owned();
+            (name, json)
+        })
+        .collect();
+    folders.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        !folders.is_empty(),
+        "no function folders in {}",
+        dir.display()
+    );
+    folders
+}
+
+/// The Functions host's rule for a function name: `^[a-z][a-z0-9_\-]{0,127}$`, case-insensitive,
+/// and not `host` (Azure/azure-functions-host, `Utility.FunctionNameValidationRegex`).
+fn is_valid_function_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 128
+        && !name.eq_ignore_ascii_case("host")
+}
+
+/// App setting names "can contain only letters, numbers (0-9), periods (.), and underscores
+/// (_)" (Microsoft Learn, "Configure an App Service app", Configure app settings).
+fn is_valid_setting_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+}
+
+/// The host's rule for a binding name: `^([a-zA-Z][a-zA-Z0-9]{0,127}|\$return)$`
+/// (Azure/azure-functions-host, `Utility.BindingNameValidationRegex`).
+fn is_valid_binding_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name == "$return"
+        || (chars
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric())
+            && name.len() <= 128)
+}
+
+/// Every `%NAME%` in `text`: the host resolves them from app settings.
+fn percent_names(text: &str) -> Vec<String> {
+    text.split('%')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_naming_rules_refuse_what_the_host_refuses() {
+    // The rule checks themselves, on names the host's regexes and the docs decide.
+    for valid in ["events", "queue_events", "eventhub-events", "A1"] {
+        assert!(is_valid_function_name(valid), "{valid}");
+    }
+    for invalid in [
+        "1events",
+        "host",
+        "Host",
+        "queue.events",
+        "",
+        &"a".repeat(129),
+    ] {
+        assert!(!is_valid_function_name(invalid), "{invalid}");
+    }
+    for valid in [
+        "AzureWebJobs.eventhub_events.Disabled",
+        "KEEPER_EVENT_HUB_NAME",
+    ] {
+        assert!(is_valid_setting_name(valid), "{valid}");
+    }
+    for invalid in ["AzureWebJobs.eventhub-events.Disabled", "A B", "a:b", ""] {
+        assert!(!is_valid_setting_name(invalid), "{invalid}");
+    }
+    assert!(is_valid_binding_name("msg") && is_valid_binding_name("$return"));
+    assert!(!is_valid_binding_name("my_msg") && !is_valid_binding_name("1x"));
+    assert_eq!(
+        percent_names(r#"{"a":"%ONE%","b":"x%TWO%y"}"#),
+        ["ONE", "TWO"]
+    );
+}
+
+#[test]
+fn no_function_name_or_setting_name_in_the_function_app_breaks_the_hosts_naming_rules() {
+    let dir = common::repo().join("infra/azure/function-app");
+    for (name, function) in function_folders() {
+        assert!(
+            is_valid_function_name(&name),
+            "function `{name}` breaks the host's function name rule"
+        );
+        let disabled = format!("AzureWebJobs.{name}.Disabled");
+        assert!(
+            is_valid_setting_name(&disabled),
+            "`{disabled}` is not a valid app setting name, so function `{name}` cannot be disabled"
+        );
+        let bindings = function["bindings"].as_array().expect("bindings array");
+        for binding in bindings {
+            let binding_name = binding["name"].as_str().unwrap_or_default();
+            assert!(
+                is_valid_binding_name(binding_name),
+                "{name}: binding name `{binding_name}`"
+            );
+            if let Some(connection) = binding["connection"].as_str() {
+                assert!(
+                    is_valid_setting_name(connection),
+                    "{name}: connection `{connection}` is not a valid app setting name"
+                );
+            }
+        }
+        let text = function.to_string();
+        for setting in percent_names(&text) {
+            assert!(
+                is_valid_setting_name(&setting),
+                "{name}: `%{setting}%` is not a valid app setting name"
+            );
+        }
+    }
+    let host = std::fs::read_to_string(dir.join("host.json")).expect("host.json");
+    for setting in percent_names(&host) {
+        assert!(is_valid_setting_name(&setting), "host.json: `%{setting}%`");
+    }
+}
+
+/// Every app setting name written as a literal in a template: `name: '<literal>'` next to a
+/// `value` in main.bicep, `"name": "<literal>"` in main.json's `appSettings` arrays.
+fn template_setting_names() -> Vec<(String, String)> {
+    fn walk(value: &Value, inside_settings: bool, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if inside_settings {
+                    if let (Some(Value::String(name)), true) =
+                        (map.get("name"), map.contains_key("value"))
+                    {
+                        // `[...]` is an ARM expression, not a literal name.
+                        if !name.starts_with('[') {
+                            found.push(name.clone());
+                        }
+                    }
+                }
+                for (key, child) in map {
+                    walk(child, inside_settings || key == "appSettings", found);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, inside_settings, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let path = common::repo().join("infra/azure/main.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).expect("main.json is JSON");
+    let mut names = Vec::new();
+    walk(&json, false, &mut names);
+    let mut found: Vec<(String, String)> = names
+        .into_iter()
+        .map(|name| ("main.json".to_string(), name))
+        .collect();
+    let bicep =
+        std::fs::read_to_string(common::repo().join("infra/azure/main.bicep")).expect("main.bicep");
+    // Each string literal that starts with `AzureWebJobs`, up to its closing quote.
+    for (start, _) in bicep.match_indices("'AzureWebJobs") {
+        let literal = bicep[start + 1..].split('\'').next().unwrap_or_default();
+        // `${..}` interpolations are expressions, not literal names.
+        if !literal.contains("${") {
+            found.push(("main.bicep".to_string(), literal.to_string()));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_app_setting_the_templates_set_is_a_valid_name_and_disables_only_real_functions() {
+    let functions: Vec<String> = function_folders()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let settings = template_setting_names();
+    assert!(
+        settings.iter().any(|(file, _)| file == "main.json"),
+        "no literal app setting found in main.json's appSettings"
+    );
+    assert!(
+        settings.iter().any(|(file, _)| file == "main.bicep"),
+        "no `AzureWebJobs...` setting found in main.bicep"
+    );
+    for (file, name) in &settings {
+        assert!(
+            is_valid_setting_name(name),
+            "{file}: app setting `{name}` is not a valid app setting name"
+        );
+        if let Some(function) = name
+            .strip_prefix("AzureWebJobs.")
+            .and_then(|rest| rest.strip_suffix(".Disabled"))
+        {
+            assert!(
+                functions.iter().any(|known| known == function),
+                "{file}: `{name}` disables `{function}`, which is not a function folder ({functions:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_blob_function_uses_the_event_grid_source_flex_consumption_requires() {
+    // "The Blob storage trigger only supports the Event Grid source" (Microsoft Learn, Azure
+    // Functions Flex Consumption plan hosting, Considerations).
+    let folders = function_folders();
+    let blob_triggers: Vec<&Value> = folders
+        .iter()
+        .flat_map(|(_, function)| function["bindings"].as_array().into_iter().flatten())
+        .filter(|binding| binding["type"] == "blobTrigger")
+        .collect();
+    assert!(!blob_triggers.is_empty());
+    for binding in blob_triggers {
+        assert_eq!(binding["source"], "EventGrid", "{binding}");
+    }
+}
+
+#[tokio::test]
+async fn every_non_http_function_folder_is_a_route_of_the_handler() {
+    let emulator = emulator().await;
+    let handler = Handler::start(emulator.env()).await;
+    for (name, function) in function_folders() {
+        let bindings = function["bindings"].as_array().expect("bindings");
+        if bindings
+            .iter()
+            .any(|binding| binding["type"] == "httpTrigger")
+        {
+            continue;
+        }
+        // An invocation without the trigger's data: answered (not 404) and dead-lettered with
+        // the function's own name in the advice.
+        let (status, answer) = handler.invoke(&name, r#"{"Data":{},"Metadata":{}}"#).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert!(
+            logs_of(&answer).contains(&format!("logrelay {name}:")),
+            "{name}: {answer}"
+        );
+    }
+    let entries = handler.dead_letters();
+    for (name, _) in function_folders()
+        .iter()
+        .filter(|(name, _)| name != "events")
+    {
+        assert!(
+            entries.iter().any(|entry| entry["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains(&format!("{name}/function.json")))),
+            "{name}: {entries:?}"
+        );
+    }
+    assert!(emulator.rows().is_empty());
 }

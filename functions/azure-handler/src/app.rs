@@ -1,11 +1,15 @@
 //! The handler's HTTP surface: readiness at `/`, one route per non-HTTP function (the folder
-//! name in infra/azure/function-app), and the shared `/events` routes for the HTTP function.
+//! name in infra/azure/function-app), and the shared `/events` routes for the HTTP function in
+//! both host modes (proxied, or the classic invocation: [`classic_http`]).
+
+mod classic_http;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
@@ -25,10 +29,16 @@ pub(crate) const MAX_INVOCATION_BYTES: usize = 256 << 20;
 /// Header the host sets on every invocation request (azure-monitor-protocol.md §5.1).
 pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
-/// Function names: the folder names under infra/azure/function-app, which the host uses as paths.
-pub(crate) const QUEUE_FUNCTION: &str = "queue-events";
-pub(crate) const BLOB_FUNCTION: &str = "blob-events";
-pub(crate) const EVENTHUB_FUNCTION: &str = "eventhub-events";
+/// Function names: the folder names under infra/azure/function-app, which the host uses as
+/// paths. Underscores, not hyphens: the host accepts both in a function name
+/// (`^[a-z][a-z0-9_\-]{0,127}$`, Azure/azure-functions-host `Utility.IsValidFunctionName`), but
+/// the setting that disables a function, `AzureWebJobs.<name>.Disabled`, must be a valid app
+/// setting name, and those "can contain only letters, numbers (0-9), periods (.), and
+/// underscores (_)" (Microsoft Learn, "Configure an App Service app").
+pub(crate) const QUEUE_FUNCTION: &str = "queue_events";
+pub(crate) const BLOB_FUNCTION: &str = "blob_events";
+pub(crate) const EVENTHUB_FUNCTION: &str = "eventhub_events";
+pub(crate) use classic_http::HTTP_FUNCTION;
 
 /// What every invocation shares, built once in `main`.
 #[derive(Debug, Clone)]
@@ -39,11 +49,13 @@ pub(crate) struct AppState {
 
 /// Readiness, the non-HTTP trigger routes, and the HTTP function `events`.
 ///
-/// host.json sets `enableProxyingHttpRequest` and `routePrefix: ""`, so the host proxies the
-/// caller's original request (`POST /events`, headers and body unchanged) and returns our
-/// answer as is: the shared routes of [`logrelay::router`] serve it exactly as the AWS HTTP
-/// function does (bearer token, 200/400/401/413/503). Without `LOGRELAY_HTTP_TOKEN`
-/// (`http` is `None`) `/events` answers 503 naming the missing setting.
+/// host.json sets `enableProxyingHttpRequest` and `routePrefix: ""`, so a host that honours it
+/// proxies the caller's original request (`POST /events`, headers and body unchanged) and
+/// returns our answer as is: the shared routes of [`logrelay::router`] serve it exactly as the
+/// AWS HTTP function does (bearer token, 200/400/401/413/503). A host that does not sends the
+/// classic invocation to the same path; [`classic_http::translate`] unwraps it for the same
+/// routes and wraps their answer in `Outputs.res`. Without `LOGRELAY_HTTP_TOKEN` (`http` is
+/// `None`) `/events` answers 503 naming the missing setting, in either mode.
 pub(crate) fn routes(state: AppState, http: Option<RouterState>) -> Router {
     let triggers = Router::new()
         .route("/", get(ready))
@@ -52,10 +64,11 @@ pub(crate) fn routes(state: AppState, http: Option<RouterState>) -> Router {
         .route(&format!("/{EVENTHUB_FUNCTION}"), post(eventhub_events))
         .layer(DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
         .with_state(state);
-    match http {
-        Some(http) => triggers.merge(logrelay::router::app(http)),
-        None => triggers.route("/events", any(http_disabled)),
-    }
+    let http_routes = match http {
+        Some(http) => logrelay::router::app(http),
+        None => Router::new().route(&format!("/{HTTP_FUNCTION}"), any(http_disabled)),
+    };
+    triggers.merge(http_routes.layer(from_fn(classic_http::translate)))
 }
 
 /// `/events` when no shared token is configured: refuse rather than accept unauthenticated events.
@@ -250,7 +263,7 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let (status, content_type, result) = post(
             app(recorder.clone()),
-            "/queue-events",
+            "/queue_events",
             r#"{"Data":{"msg":"\"{\\\"audit_event\\\":\\\"login\\\"}\""},"Metadata":{"Id":"\"q1\""}}"#,
         )
         .await;
@@ -271,7 +284,7 @@ mod tests {
             ..Recorder::default()
         });
         let (status, content_type, result) =
-            post(app(recorder), "/blob-events", r#"{"Data":{"blob":"e30="}}"#).await;
+            post(app(recorder), "/blob_events", r#"{"Data":{"blob":"e30="}}"#).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(content_type, "application/json");
         assert!(result.logs[1].contains("host retries"), "{:?}", result.logs);
@@ -285,7 +298,7 @@ mod tests {
             reason: "connection refused".into(),
         });
         let (status, _, result) =
-            post(app(recorder), "/queue-events", r#"{"Data":{"msg":"x"}}"#).await;
+            post(app(recorder), "/queue_events", r#"{"Data":{"msg":"x"}}"#).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             result.logs[0].contains("connection refused"),
@@ -297,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_is_not_an_invocation_is_dead_lettered_and_acknowledged() {
         let recorder = Arc::new(Recorder::default());
-        let (status, _, result) = post(app(recorder.clone()), "/queue-events", "garbage").await;
+        let (status, _, result) = post(app(recorder.clone()), "/queue_events", "garbage").await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             result.logs[0].contains("dead_lettered=1"),
@@ -306,6 +319,114 @@ mod tests {
         );
         let plans = recorder.plans.lock().unwrap();
         assert_eq!(plans[0].0.rejects[0].raw.as_deref(), Some("garbage"));
+    }
+
+    #[tokio::test]
+    async fn without_a_shared_token_a_classic_invocation_gets_the_503_inside_outputs_res() {
+        let base = serve(app(Arc::default())).await;
+        // The classic invocation of Microsoft Learn's custom-handler page: no Authorization
+        // header on the host's own request, the caller's headers inside `Data.req`.
+        let response = reqwest::Client::new()
+            .post(format!("{base}/events"))
+            .header("content-type", "application/json")
+            .body(
+                r#"{"Data":{"req":{"Url":"http://localhost:7071/events","Method":"POST","Query":"{}",
+                    "Headers":{"Content-Type":["application/json"]},"Params":{},"Body":"[]"}},"Metadata":{}}"#,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let result: InvocationResult = response.json().await.unwrap();
+        let res = &result.outputs["res"];
+        assert_eq!(res["statusCode"], "503");
+        assert_eq!(res["status"], "503");
+        assert_eq!(res["headers"]["content-type"], "application/json");
+        assert!(res["body"]
+            .as_str()
+            .is_some_and(|body| body.contains("LOGRELAY_HTTP_TOKEN")));
+        assert!(result.logs[0].contains("classic"), "{:?}", result.logs);
+    }
+
+    #[tokio::test]
+    async fn an_authenticated_request_is_never_read_as_an_invocation() {
+        let base = serve(app(Arc::default())).await;
+        let response = reqwest::Client::new()
+            .post(format!("{base}/events"))
+            .header("authorization", "Bearer anything")
+            .body(r#"{"Data":{"req":{"Method":"POST","Body":"[]"}}}"#)
+            .send()
+            .await
+            .unwrap();
+        // The proxied answer itself, not an envelope.
+        assert_eq!(response.status().as_u16(), 503);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body.get("Outputs").is_none(), "{body}");
+    }
+
+    /// infra/azure/function-app, read from the repository.
+    fn function_app_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/azure/function-app")
+    }
+
+    fn bindings_of(function: &str) -> Vec<serde_json::Value> {
+        let path = function_app_dir().join(function).join("function.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["bindings"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn the_functions_served_are_exactly_the_folders_of_the_function_app() {
+        let mut folders: Vec<String> = std::fs::read_dir(function_app_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.join("function.json").is_file())
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let mut served = vec![
+            HTTP_FUNCTION,
+            QUEUE_FUNCTION,
+            BLOB_FUNCTION,
+            EVENTHUB_FUNCTION,
+        ];
+        served.sort_unstable();
+        assert_eq!(folders, served);
+    }
+
+    #[test]
+    fn each_handler_reads_the_binding_names_its_function_json_declares() {
+        let trigger = |function: &str| -> String {
+            bindings_of(function)
+                .iter()
+                .find(|binding| binding["direction"] == "in")
+                .and_then(|binding| binding["name"].as_str())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(trigger(QUEUE_FUNCTION), queue::BINDING);
+        assert_eq!(trigger(BLOB_FUNCTION), blob::BINDING);
+        assert_eq!(trigger(EVENTHUB_FUNCTION), eventhub::BINDING);
+        assert_eq!(trigger(HTTP_FUNCTION), classic_http::BINDING);
+        let http = bindings_of(HTTP_FUNCTION);
+        let output = http
+            .iter()
+            .find(|binding| binding["type"] == "http" && binding["direction"] == "out")
+            .unwrap();
+        assert_eq!(output["name"], classic_http::OUTPUT_BINDING);
+        // Both modes reach one path only if the route is the function name (routePrefix "").
+        let route = http
+            .iter()
+            .find(|binding| binding["type"] == "httpTrigger")
+            .unwrap();
+        assert_eq!(route["route"], HTTP_FUNCTION);
+        let host: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(function_app_dir().join("host.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(host["extensions"]["http"]["routePrefix"], "");
     }
 
     #[tokio::test]
@@ -324,7 +445,7 @@ mod tests {
             ),
         ] {
             let body = format!(r#"{{"Data":{{"events":{events}}},"Metadata":{metadata}}}"#);
-            let (status, _, _) = post(app(recorder.clone()), "/eventhub-events", &body).await;
+            let (status, _, _) = post(app(recorder.clone()), "/eventhub_events", &body).await;
             assert_eq!(status, StatusCode::OK);
             assert_eq!(
                 recorder.plans.lock().unwrap().last().unwrap().1,

@@ -1,4 +1,4 @@
-//! Blob trigger (`blob-events`): one blob, any Keeper container, gzip or not.
+//! Blob trigger (`blob_events`): one blob, any Keeper container, gzip or not.
 //!
 //! With `dataType: binary` the host serialises the blob's bytes as a base64 JSON string in
 //! `Data.blob` (azure-monitor-protocol.md §5.5). A binding left at `dataType: string` sends
@@ -9,7 +9,7 @@ use base64::Engine;
 use crate::forward::Plan;
 use crate::invocation::{text_of, Invocation};
 
-/// The trigger binding name in blob-events/function.json.
+/// The trigger binding name in blob_events/function.json.
 pub(crate) const BINDING: &str = "blob";
 
 /// What to send for one blob invocation.
@@ -18,7 +18,7 @@ pub(crate) fn plan(invocation: &Invocation) -> Plan {
     let value = match invocation.data.get(BINDING) {
         None | Some(serde_json::Value::Null) => {
             return Plan::reject(
-                format!("the invocation has no `Data.{BINDING}`: check the binding name in blob-events/function.json"),
+                format!("the invocation has no `Data.{BINDING}`: check the binding name in blob_events/function.json"),
                 source,
                 b"",
             )

@@ -1,4 +1,4 @@
-//! Event Hub trigger (`eventhub-events`, `cardinality: many`, `dataType: string`).
+//! Event Hub trigger (`eventhub_events`, `cardinality: many`, `dataType: string`).
 //!
 //! `Data.events` is JSON text of an array of event bodies (azure-monitor-protocol.md §5.5);
 //! each element is one Keeper event or a container of events (a JSON array, NDJSON...). The
@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::forward::{rejected, Input, Plan};
 use crate::invocation::{json_of, unwrap_text, Invocation, Unwrapped};
 
-/// The trigger binding name in eventhub-events/function.json.
+/// The trigger binding name in eventhub_events/function.json.
 pub(crate) const BINDING: &str = "events";
 
 /// What to send for one Event Hub batch.
@@ -35,7 +35,7 @@ pub(crate) fn plan(invocation: &Invocation) -> Plan {
     let elements = match unwrap_text(invocation.data.get(BINDING)) {
         Unwrapped::Missing => {
             return Plan::reject(
-                format!("the invocation has no `Data.{BINDING}`: check the binding name in eventhub-events/function.json"),
+                format!("the invocation has no `Data.{BINDING}`: check the binding name in eventhub_events/function.json"),
                 source_of(0),
                 b"",
             )

@@ -149,10 +149,16 @@ impl IntoResponse for Outcome {
             logs,
             return_value: Value::Null,
         };
-        // Serialising this struct cannot fail; an empty object is the harmless fallback.
-        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+        json_answer(status, &body)
     }
+}
+
+/// `body` as the JSON reply the host reads (`Content-Type: application/json` is required: the
+/// host refuses `text/plain`, azure-functions-host#6462).
+pub(crate) fn json_answer(status: StatusCode, body: &InvocationResult) -> Response {
+    // Serialising this struct cannot fail; an empty object is the harmless fallback.
+    let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// The summary line for the `Logs` array: function name and every report counter.
@@ -266,7 +272,7 @@ mod tests {
             token_fetches: 1,
             ..Report::default()
         };
-        let line = summary_line("queue-events", &report);
+        let line = summary_line("queue_events", &report);
         for expected in [
             "events_in=3",
             "delivered=2",

@@ -1,4 +1,4 @@
-//! Storage queue trigger (`queue-events`): one message, holding events in any Keeper container.
+//! Storage queue trigger (`queue_events`): one message, holding events in any Keeper container.
 //!
 //! The host has already undone the queue's `messageEncoding` (host.json: base64) and hands us
 //! the message text in `Data.msg`, usually wrapped once more as JSON text (see
@@ -11,7 +11,7 @@ use base64::Engine;
 use crate::forward::Plan;
 use crate::invocation::{unwrap_text, Invocation, Unwrapped};
 
-/// The trigger binding name in queue-events/function.json.
+/// The trigger binding name in queue_events/function.json.
 pub(crate) const BINDING: &str = "msg";
 
 /// How the message text itself is encoded, beyond the queue's own `messageEncoding`.
@@ -51,7 +51,7 @@ pub(crate) fn plan(invocation: &Invocation, encoding: BodyEncoding) -> Plan {
         Unwrapped::Json(json) => return Plan::input(json.to_string().into_bytes(), source),
         Unwrapped::Missing => {
             return Plan::reject(
-                format!("the invocation has no `Data.{BINDING}`: check the binding name in queue-events/function.json"),
+                format!("the invocation has no `Data.{BINDING}`: check the binding name in queue_events/function.json"),
                 source,
                 b"",
             )
