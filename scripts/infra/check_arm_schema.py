@@ -142,18 +142,22 @@ def is_expression(value):
     return isinstance(value, str) and value.startswith("[") and value.endswith("]") and not value.startswith("[[")
 
 
-def own_name(kind, name):
+def own_name(kind, name, variables):
     """A child resource declared at the top level is named `parent/child`, usually as
     `[format('{0}/{1}', ..., 'child')]`; the schema's name rules (length, characters) are the
-    child's own name's, so check the last segment when it is a literal."""
+    child's own name's, so check the last segment when it is a literal or a literal variable."""
     if kind.count("/") < 2 or not is_expression(name):
         return name
     body = name[1:-1]
-    if not body.startswith("format('{0}/") or not body.endswith("')"):
+    if not body.startswith("format('{0}/") or not body.endswith(")"):
         return name
     last = body[:-1].rsplit(", ", 1)[-1]
     if len(last) >= 2 and last[0] == last[-1] == "'" and "'" not in last[1:-1]:
         return last[1:-1]
+    if last.startswith("variables('") and last.endswith("')"):
+        value = variables.get(last[len("variables('"):-2])
+        if isinstance(value, str) and not is_expression(value):
+            return value
     return name
 
 
@@ -220,7 +224,7 @@ def validate(schemas, template, label="template"):
         body = {key: value for key, value in resource.items() if key not in TEMPLATE_KEYS}
         validator = Draft4Validator({"$ref": uri}, registry=schemas.registry)
         found = schema_errors(validator, body)
-        own = own_name(kind, body.get("name"))
+        own = own_name(kind, body.get("name"), template.get("variables", {}))
         if own != body.get("name") and any(tuple(e.absolute_path) == ("name",) for e in found):
             # A child declared at the top level: some schemas want `parent/child`, others the
             # child's own name; the name is wrong only when both fail.
@@ -259,19 +263,20 @@ def find(template, kind):
 
 def mutations(template):
     """Copies of the template, each with one error the schemas must refuse."""
-    def mutate(name, change):
+    def mutate(name, expected, change):
         mutated = copy.deepcopy(template)
         change(mutated)
-        return name, mutated
-    yield mutate("unknown property in a Function App's properties",
+        return name, expected, mutated
+    yield mutate("unknown property in a Function App's properties", "'unknownProperty' was unexpected",
                  lambda t: find(t, "Microsoft.Web/sites")["properties"].update(unknownProperty=True))
-    yield mutate("unknown property deep in functionAppConfig.scaleAndConcurrency",
+    yield mutate("unknown property deep in functionAppConfig.scaleAndConcurrency (misspelt instanceMemoryMB)",
+                 "'instanceMemoryMb' was unexpected",
                  lambda t: find(t, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["scaleAndConcurrency"].update(instanceMemoryMb=2048))
-    yield mutate("unknown top-level resource property on the DCR",
+    yield mutate("unknown top-level resource property on the DCR", "'unknownProperty' was unexpected",
                  lambda t: find(t, "Microsoft.Insights/dataCollectionRules").update(unknownProperty=True))
-    yield mutate("API version the schemas do not have",
+    yield mutate("API version the schemas do not have", "API version 2023-05-02 of Microsoft.Storage is not in the schemas",
                  lambda t: find(t, "Microsoft.Storage/storageAccounts").update(apiVersion="2023-05-02"))
-    yield mutate("value outside an enum (functionAppConfig runtime name)",
+    yield mutate("value outside an enum (functionAppConfig runtime name)", "'rust' is not one of",
                  lambda t: find(t, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"].update(name="rust"))
 
 
@@ -289,10 +294,11 @@ def main():
             print(f"check_arm_schema: {problem}", file=sys.stderr)
         sys.exit(1)
     if "--self-test" in sys.argv:
-        for name, mutated in mutations(template):
+        for name, expected, mutated in mutations(template):
             refused, _ = check(schemas, mutated)
-            if not refused:
-                print(f"check_arm_schema: self-test: the validator accepted a template with an {name}", file=sys.stderr)
+            if len(refused) != 1 or expected not in refused[0]:
+                print(f"check_arm_schema: self-test: a template with an {name} gave {refused!r}, "
+                      f"not the one problem {expected!r}", file=sys.stderr)
                 sys.exit(1)
             print(f"check_arm_schema: self-test: refused {name}: {refused[0]}")
     validated = sum(1 for line in lines if line.endswith(": valid"))
