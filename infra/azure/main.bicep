@@ -64,7 +64,7 @@ param httpToken string = ''
 @maxValue(1000)
 param functionAppMaximumInstanceCount int = 40
 
-@description('Memory of each Function App instance in MB (the Flex Consumption sizes). The Rust handler needs far less than 512.')
+@description('Memory of each Function App instance in MB (the Flex Consumption sizes), shared by the Functions host and the handler; the relay peaked near 42 MiB on a 1 GB export (BENCHMARKS.md).')
 @allowed([
   512
   2048
