@@ -396,7 +396,7 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = if (deployFunctionApp) {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage!.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          value: 'https://${storageAccountName}.blob.${environment().suffixes.storage}/${deploymentContainerName}'
           authentication: {
             type: 'SystemAssignedIdentity'
           }
@@ -523,6 +523,9 @@ resource functionEventHubRole 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// The blob extension's webhook for blob_events, with its blobs_extension system key.
+var blobEventsWebhook = 'https://${functionApp!.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.blob_events&code=${listKeys(resourceId('Microsoft.Web/sites/host', functionAppName, 'default'), '2024-11-01').systemKeys.blobs_extension}'
+
 // Flex Consumption runs blob triggers only with the Event Grid source (Microsoft Learn, "Azure
 // Functions Flex Consumption plan hosting", Considerations): the storage account's system topic...
 resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (deployFunctionApp) {
@@ -543,7 +546,9 @@ resource blobEventsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscript
     destination: {
       endpointType: 'WebHook'
       properties: {
-        endpointUrl: 'https://${functionApp!.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.blob_events&code=${listKeys('${functionApp.id}/host/default', '2024-11-01').systemKeys.blobs_extension}'
+        // ARM evaluates list functions even in a resource it does not deploy (Microsoft Learn,
+        // "Conditional deployment in ARM templates"), and the key is missing until the code runs.
+        endpointUrl: blobEventSubscription ? blobEventsWebhook : ''
       }
     }
     filter: {

@@ -191,8 +191,10 @@ def check_function_app(tree, template, folder, problems):
                 subscription = resources["Microsoft.EventGrid/systemTopics/eventSubscriptions"]["properties"]
                 if subscription["filter"]["subjectBeginsWith"] != f"/blobServices/default/containers/{container}/":
                     problems.append(f"the Event Grid subscription does not filter on {function}'s container {container}")
-                if f"functionName=Host.Functions.{function}&" not in subscription["destination"]["properties"]["endpointUrl"]:
-                    problems.append(f"the Event Grid subscription does not deliver to Host.Functions.{function}")
+                webhook = f"/runtime/webhooks/blobs?functionName=Host.Functions.{function}&"
+                if webhook not in subscription["destination"]["properties"]["endpointUrl"] \
+                        or webhook not in str(tree["variables"].get("blobEventsWebhook", {}).get("value")):
+                    problems.append(f"the Event Grid subscription does not deliver to Host.Functions.{function} in both templates")
             if binding.get("type") == "eventHubTrigger" and f"AzureWebJobs.{function}.Disabled" not in settings:
                 problems.append(f"{function} has no AzureWebJobs.{function}.Disabled setting for when no Event Hub is named")
 
