@@ -22,8 +22,9 @@ walking into that template. Resource types the snapshot has no schema for are li
 NO_SCHEMA_IN_SNAPSHOT with why; they are reported, never silently passed, and an entry no
 resource uses fails the check (so the list cannot go stale).
 
---self-test also validates mutated copies of the template (an unknown property at three depths,
-an API version the schemas do not have, a wrong enum value) and fails unless each copy is refused.
+--self-test also validates mutated copies of the template (an unknown property at three depths and
+inside a nested deployment, an API version the schemas do not have, a wrong enum value) and fails
+unless each copy is refused with the one expected problem.
 """
 
 import copy
@@ -276,6 +277,12 @@ def mutations(template):
                  lambda t: find(t, "Microsoft.Insights/dataCollectionRules").update(unknownProperty=True))
     yield mutate("API version the schemas do not have", "API version 2023-05-02 of Microsoft.Storage is not in the schemas",
                  lambda t: find(t, "Microsoft.Storage/storageAccounts").update(apiVersion="2023-05-02"))
+    def nest(t):
+        inner = copy.deepcopy(find(t, "Microsoft.OperationalInsights/workspaces"))
+        inner["properties"]["unknownProperty"] = True
+        t["resources"].append({"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "nested",
+                               "properties": {"mode": "Incremental", "template": {"resources": [inner]}}})
+    yield mutate("unknown property inside a nested deployment's inline template", "'unknownProperty' was unexpected", nest)
     yield mutate("value outside an enum (functionAppConfig runtime name)", "'rust' is not one of",
                  lambda t: find(t, "Microsoft.Web/sites")["properties"]["functionAppConfig"]["runtime"].update(name="rust"))
 

@@ -60,7 +60,7 @@ def literal(value):
 
 def bicep_resources(tree):
     found = {}
-    for name, node in tree["resources"].items():
+    for name, node in tree.get("resources", {}).items():
         if node.get("existing"):
             continue
         config = node["config"]
@@ -69,8 +69,16 @@ def bicep_resources(tree):
     return found
 
 
-def json_resources(template):
-    return sorted((r["type"], r["apiVersion"], "condition" in r) for r in template["resources"])
+def bicep_modules(tree):
+    """A Bicep module compiles to a nested deployment (Microsoft.Resources/deployments)."""
+    return [("Microsoft.Resources/deployments", "module", "condition" in node["config"] and "config" in node["config"])
+            for node in tree.get("modules", {}).values()]
+
+
+def json_resources(template, modules):
+    """Resources of main.json; nested deployments stand for Bicep modules when main.bicep has any."""
+    return sorted((r["type"], "module" if modules and r["type"] == "Microsoft.Resources/deployments" else r["apiVersion"],
+                   "condition" in r) for r in template["resources"])
 
 
 def tree_sitter_errors(text):
@@ -215,8 +223,9 @@ def main():
     check_function_app(tree, template, pathlib.Path(json_path).parent / "function-app", problems)
 
     # Resources.
-    from_bicep = sorted(bicep_resources(tree).values())
-    from_json = json_resources(template)
+    modules = bicep_modules(tree)
+    from_bicep = sorted(list(bicep_resources(tree).values()) + modules)
+    from_json = json_resources(template, modules)
     if from_bicep != from_json:
         problems.append(f"resources differ:\n  bicep {from_bicep}\n  json  {from_json}")
 
