@@ -4,13 +4,17 @@
 #   2. least-privilege IAM check on the expanded template (no Resource "*", no managed policies);
 #   3. checkov over the SAM template, the expansion, main.bicep and main.json: no failed check,
 #      every skip carries its reason inline, Bicep false positives proven to pass on main.json;
-#   4. main.bicep parses (pycep), main.json is the same template, and both carry exactly the
-#      columns, stream, table and transform `logrelay schema` prints.
+#   4. main.bicep parses (pycep and tree-sitter-bicep), main.json is the same template, both carry
+#      exactly the columns, stream, table and transform `logrelay schema` prints, and the Function
+#      App runs on Flex Consumption with every setting its function folders reference;
+#   5. every resource of main.json validates against Azure's ARM schemas in ../shared/arm-schemas
+#      (unknown properties refused), and mutated copies with an unknown property, a missing API
+#      version or a wrong enum value are refused (the validator's own negative test).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-scripts/tools.sh infra
+scripts/tools.sh infra arm
 py="$root/.tools/venv/bin/python"
 bin="$root/.tools/venv/bin"
 work="$(mktemp -d)"
@@ -43,5 +47,13 @@ fi
 
 echo "lint-infra: Bicep syntax, Bicep = ARM JSON, columns = logrelay schema"
 "$py" scripts/infra/check_azure.py infra/azure/main.bicep infra/azure/main.json "$work/schema.json"
+
+echo "lint-infra: ARM schema validation of main.json (../shared/arm-schemas)"
+schemas="$root/../shared/arm-schemas"
+if [ ! -d "$schemas/schemas" ]; then
+  echo "lint-infra: $schemas is missing: the ARM schema snapshot must sit beside the repository" >&2
+  exit 1
+fi
+"$py" scripts/infra/check_arm_schema.py "$schemas" infra/azure/main.json --self-test
 
 echo "lint-infra: ok"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the project's local tools into .tools/ (idempotent, offline except for the package
-# registries). Usage: scripts/tools.sh [python] [aws] [infra] [bench] [azurite]
+# registries). Usage: scripts/tools.sh [python] [aws] [infra] [arm] [bench] [azurite]
 #   python  - the virtual environment itself
 #   aws     - moto[server] (S3, SQS, Secrets Manager), cargo-lambda and zig
 #   infra   - cfn-lint, aws-sam-translator, checkov (with pycep-parser)
+#   arm     - jsonschema + referencing (ARM schema validation), tree-sitter-bicep (second Bicep parser)
 #   bench   - azure-monitor-ingestion (Microsoft's Python client, for the comparison)
 #   azurite - azurite (npm), the Azure Storage emulator
 #   system  - GNU time (/usr/bin/time), which the reliability suite uses to read peak memory
@@ -36,6 +37,7 @@ for group in "${@:-python}"; do
     python) need_venv ;;
     aws) pip_group aws 'moto[server]==5.*' 'cargo-lambda==1.*' ziglang ;;
     infra) pip_group infra 'cfn-lint==1.*' 'aws-sam-translator' 'checkov==3.*' 'pycep-parser' ;;
+    arm) pip_group arm 'jsonschema==4.*' 'referencing' 'tree-sitter==0.*' 'tree-sitter-bicep==1.*' ;;
     bench) pip_group bench 'azure-monitor-ingestion==1.*' 'azure-core' ;;
     system)
       if [ ! -x /usr/bin/time ]; then

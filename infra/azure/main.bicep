@@ -59,6 +59,28 @@ param functionAppName string = 'logrelay-${uniqueString(resourceGroup().id)}'
 @secure()
 param httpToken string = ''
 
+@description('Largest number of instances the Flex Consumption plan may scale the Function App out to (Flex allows 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param functionAppMaximumInstanceCount int = 40
+
+@description('Memory of each Function App instance in MB (the Flex Consumption sizes), shared by the Functions host and the handler; the relay peaked near 42 MiB on a 1 GB export (BENCHMARKS.md).')
+@allowed([
+  512
+  2048
+  4096
+])
+param functionAppInstanceMemoryMB int = 512
+
+@description('Create the Event Grid subscription that delivers BlobCreated events from container keeper-events to the blob_events function. Set true on a second deployment, after the code is deployed: the webhook needs the blobs_extension key, which exists once the host runs the function.')
+param blobEventSubscription bool = false
+
+@description('Event Hubs namespace (in this resource group) whose hub eventhub_events reads. Empty, or eventHubName empty: eventhub_events is disabled.')
+param eventHubNamespace string = ''
+
+@description('Event hub eventhub_events reads, in eventHubNamespace.')
+param eventHubName string = ''
+
 // Monitoring Metrics Publisher: the role the Logs Ingestion API requires on the DCR.
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 // Logs Ingestion API version (azure-monitor-protocol.md section 1.1).
@@ -66,6 +88,20 @@ var ingestionApiVersion = '2023-01-01'
 // The DCR writes a custom table through the stream named Custom-<table>.
 var outputStream = 'Custom-${tableName}'
 var storageAccountName = take('logrelay${uniqueString(resourceGroup().id, functionAppName)}', 24)
+// Blob container the Flex Consumption plan runs the deployed package from.
+var deploymentContainerName = 'deployment-package'
+// Built-in roles the Function App's identity needs on its storage account (Microsoft Learn,
+// "Connecting to host storage with an identity": blob trigger, all three; queue trigger, Queue Data Contributor).
+var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageAccountContributorRoleId = '17d1049b-9a84-46fb-8f53-869881c3d3ab'
+// Azure Event Hubs Data Receiver: what an Event Hubs trigger needs with an identity (Microsoft Learn,
+// "Azure Event Hubs trigger for Azure Functions", identity-based connections).
+var eventHubsDataReceiverRoleId = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+var eventHubConfigured = !empty(eventHubNamespace) && !empty(eventHubName)
+// Placeholder for the settings eventhub_events' function.json references while it is disabled:
+// the host resolves %SETTING% names while indexing even a disabled function.
+var notConfigured = 'not-configured'
 
 // Columns, in order, exactly as `logrelay schema` prints them (tableColumns / streamDeclaration).
 var tableColumns = [
@@ -261,7 +297,7 @@ var ingestionBase = createDce ? dce!.properties.logsIngestion.endpoint : dcr.pro
 var logsIngestionEndpoint = '${ingestionBase}/dataCollectionRules/${dcr.properties.immutableId}/streams/${streamName}?api-version=${ingestionApiVersion}'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (deployFunctionApp) {
-  // checkov:skip=CKV_AZURE_35: A Consumption-plan Function App cannot reach a storage account that denies public network access (that needs VNet integration, a Premium plan).
+  // checkov:skip=CKV_AZURE_35: Without VNet integration (not set up here) the Function App reaches its storage over the public endpoint; shared keys are off, so only Entra identities with a data role get in.
   // checkov:skip=CKV_AZURE_206: Function runtime storage; LRS exists in every region, ZRS/GRS do not. Events are delivered or dead-lettered within minutes, not stored here.
   // checkov:skip=CKV_AZURE_43: The name is an expression (take(..., 24) of a lowercase uniqueString), which checkov cannot evaluate; it is valid.
   // checkov:skip=CKV_AZURE_44: False positive, checkov reads no properties of a conditional (= if) Bicep resource; verified on main.json by lint-infra.
@@ -275,7 +311,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (deployFunc
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     allowBlobPublicAccess: false
-    allowSharedKeyAccess: true
+    // Flex Consumption reaches host storage and the deployment container with the managed identity.
+    allowSharedKeyAccess: false
     networkAcls: {
       bypass: 'AzureServices'
       defaultAction: 'Allow'
@@ -288,10 +325,19 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
-// Keeper files dropped here are forwarded by the blob-events function.
+// Keeper files dropped here are forwarded by the blob_events function (Event Grid source).
 resource eventsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (deployFunctionApp) {
   parent: blobService
   name: 'keeper-events'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The package `make package-azure` builds is deployed here; Flex Consumption runs from it.
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (deployFunctionApp) {
+  parent: blobService
+  name: deploymentContainerName
   properties: {
     publicAccess: 'None'
   }
@@ -302,33 +348,33 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// Keeper event messages put here are forwarded by the queue-events function.
+// Keeper event messages put here are forwarded by the queue_events function.
 resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = if (deployFunctionApp) {
   parent: queueService
   name: 'keeper-events'
 }
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = if (deployFunctionApp) {
-  // checkov:skip=CKV_AZURE_225: The Consumption (Y1) plan has no zone redundancy option.
+// Flex Consumption (FC1): Linux Consumption (Y1) is retired on 30 September 2028 (Microsoft Learn,
+// "Azure Functions hosting options"); Flex runs the custom handler stack.
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = if (deployFunctionApp) {
+  // checkov:skip=CKV_AZURE_225: Zone redundancy on Flex Consumption needs at least two always-ready instances per function group, a standing cost; failed deliveries are retried and dead-lettered instead.
   name: '${functionAppName}-plan'
   location: location
-  kind: 'linux'
+  kind: 'functionapp'
   sku: {
-    name: 'Y1'
-    tier: 'Dynamic'
+    name: 'FC1'
+    tier: 'FlexConsumption'
   }
   properties: {
     reserved: true
   }
 }
 
-var storageConnection = deployFunctionApp ? 'DefaultEndpointsProtocol=https;AccountName=${storage.name};EndpointSuffix=${environment().suffixes.storage};AccountKey=${storage.listKeys().keys[0].value}' : ''
-
-resource functionApp 'Microsoft.Web/sites@2023-12-01' = if (deployFunctionApp) {
+resource functionApp 'Microsoft.Web/sites@2024-11-01' = if (deployFunctionApp) {
   // checkov:skip=CKV_AZURE_222: The /events HTTP route must be reachable by Keeper and webhooks on the internet; it requires a bearer token.
   // checkov:skip=CKV_AZURE_17: Callers authenticate with a bearer token; Keeper and webhooks cannot present client certificates.
-  // checkov:skip=CKV_AZURE_212: The Consumption plan scales instances on demand; a minimum instance count needs a Premium plan.
-  // checkov:skip=CKV_AZURE_213: The Consumption plan host restarts unhealthy workers itself; the custom handler has no separate health route.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; always-ready instances would be a standing cost.
+  // checkov:skip=CKV_AZURE_213: The Functions host restarts unhealthy workers itself; the custom handler has no separate health route.
   name: functionAppName
   location: location
   kind: 'functionapp,linux'
@@ -346,30 +392,37 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = if (deployFunctionApp) {
     // checkov:skip=CKV_AZURE_71: False positive, checkov reads no properties of a conditional (= if) Bicep resource; verified on main.json by lint-infra.
     serverFarmId: plan.id
     httpsOnly: true
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: 'https://${storageAccountName}.blob.${environment().suffixes.storage}/${deploymentContainerName}'
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: functionAppMaximumInstanceCount
+        instanceMemoryMB: functionAppInstanceMemoryMB
+      }
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+    }
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // Flex Consumption takes runtime and deployment from functionAppConfig; FUNCTIONS_WORKER_RUNTIME,
+      // FUNCTIONS_EXTENSION_VERSION and WEBSITE_CONTENT* are among its deprecated settings (Microsoft
+      // Learn, "App settings reference for Azure Functions", Flex Consumption plan deprecations).
       appSettings: [
         {
-          name: 'AzureWebJobsStorage'
-          value: storageConnection
-        }
-        {
-          name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING'
-          value: storageConnection
-        }
-        {
-          name: 'WEBSITE_CONTENTSHARE'
-          value: toLower(functionAppName)
-        }
-        {
-          name: 'FUNCTIONS_EXTENSION_VERSION'
-          value: '~4'
-        }
-        {
-          name: 'FUNCTIONS_WORKER_RUNTIME'
-          value: 'custom'
+          // Host storage, blob_events and queue_events (connection AzureWebJobsStorage) use the identity.
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
         }
         {
           name: 'LOGS_INGESTION_ENDPOINT'
@@ -388,13 +441,25 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = if (deployFunctionApp) {
           value: 'info'
         }
         {
-          // No Event Hub is created here; enable the function after setting its two app settings.
+          name: 'KEEPER_EVENT_HUB_NAME'
+          value: eventHubConfigured ? eventHubName : notConfigured
+        }
+        {
+          // Identity-based Event Hubs connection (Microsoft Learn, "Azure Event Hubs trigger for Azure Functions").
+          name: 'KEEPER_EVENT_HUB_CONNECTION__fullyQualifiedNamespace'
+          value: eventHubConfigured ? '${eventHubNamespace}.servicebus.windows.net' : '${notConfigured}.servicebus.windows.net'
+        }
+        {
+          // Setting names allow letters, digits, periods and underscores only, hence the function's name.
           name: 'AzureWebJobs.eventhub_events.Disabled'
-          value: 'true'
+          value: eventHubConfigured ? 'false' : 'true'
         }
       ]
     }
   }
+  dependsOn: [
+    deploymentContainer
+  ]
 }
 
 // The Function App's managed identity sends to the DCR too.
@@ -406,6 +471,97 @@ resource functionRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
     principalId: functionApp!.identity.principalId
     principalType: 'ServicePrincipal'
   }
+}
+
+resource functionBlobRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFunctionApp) {
+  name: guid(storageAccountName, functionAppName, storageBlobDataOwnerRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: functionApp!.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource functionQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFunctionApp) {
+  name: guid(storageAccountName, functionAppName, storageQueueDataContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
+    principalId: functionApp!.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource functionStorageAccountRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFunctionApp) {
+  name: guid(storageAccountName, functionAppName, storageAccountContributorRoleId)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageAccountContributorRoleId)
+    principalId: functionApp!.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The hub eventhub_events reads, when one is named.
+resource eventHubNamespaceResource 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubNamespace
+}
+
+resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: eventHubNamespaceResource
+  name: eventHubName
+}
+
+resource functionEventHubRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFunctionApp && eventHubConfigured) {
+  name: guid(eventHubNamespace, eventHubName, functionAppName, eventHubsDataReceiverRoleId)
+  scope: eventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiverRoleId)
+    principalId: functionApp!.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The blob extension's webhook for blob_events, with its blobs_extension system key.
+var blobEventsWebhook = 'https://${functionApp!.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.blob_events&code=${listKeys(resourceId('Microsoft.Web/sites/host', functionAppName, 'default'), '2024-11-01').systemKeys.blobs_extension}'
+
+// Flex Consumption runs blob triggers only with the Event Grid source (Microsoft Learn, "Azure
+// Functions Flex Consumption plan hosting", Considerations): the storage account's system topic...
+resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (deployFunctionApp) {
+  name: '${storageAccountName}-events'
+  location: location
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+// ...and its subscription to the blob extension's webhook for blob_events (Microsoft Learn,
+// "Tutorial: Trigger Azure Functions on blob containers using an event subscription").
+resource blobEventsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deployFunctionApp && blobEventSubscription) {
+  parent: blobEventsTopic
+  name: 'blob-events'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        // ARM evaluates list functions even in a resource it does not deploy (Microsoft Learn,
+        // "Conditional deployment in ARM templates"), and the key is missing until the code runs.
+        endpointUrl: blobEventSubscription ? blobEventsWebhook : ''
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobCreated'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/keeper-events/'
+    }
+    eventDeliverySchema: 'EventGridSchema'
+  }
+  dependsOn: [
+    eventsContainer
+  ]
 }
 
 @description('The Endpoint URL for LOGS_INGESTION_ENDPOINT and the Keeper Admin Console.')

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Checks that main.bicep parses, that main.json is the same template, and that both carry
-exactly the table `logrelay schema` prints.
+"""Checks that main.bicep parses, that main.json is the same template, that both carry
+exactly the table `logrelay schema` prints, and that the Function App is one the Flex
+Consumption host can run with the function folders beside it.
 
 Usage: check_azure.py main.bicep main.json schema.json
 
-No Bicep compiler runs offline (offline-toolbox.md section 6), so main.json is written by hand.
+No Bicep compiler runs offline (none on PyPI, npm or crates.io works without downloading the
+Bicep binary), so main.json is written by hand. main.bicep is parsed by two independent
+grammars: pycep-parser and tree-sitter-bicep.
 This compares what matters between the two: resources (type, apiVersion, conditional or not,
 existing or not), parameters (type, secure, default literals, allowed values, bounds), outputs
 (names, types), and the column lists, stream, transform and output stream of the DCR and
@@ -12,10 +15,19 @@ table against the schema document.
 """
 
 import json
+import pathlib
 import re
 import sys
 
+import tree_sitter
+import tree_sitter_bicep
 from pycep import BicepParser
+
+# App setting names: letters, digits, periods and underscores only (Microsoft Learn, "App settings
+# reference for Azure Functions"; a name with a hyphen, e.g. AzureWebJobs.<fn>.Disabled, is ignored).
+SETTING_NAME = re.compile(r"^[A-Za-z0-9._]+$")
+# The functions the Function App package holds (function folder names, issue 13's names).
+FUNCTIONS = {"events", "queue_events", "blob_events", "eventhub_events"}
 
 
 def fail(problems):
@@ -48,7 +60,7 @@ def literal(value):
 
 def bicep_resources(tree):
     found = {}
-    for name, node in tree["resources"].items():
+    for name, node in tree.get("resources", {}).items():
         if node.get("existing"):
             continue
         config = node["config"]
@@ -57,8 +69,142 @@ def bicep_resources(tree):
     return found
 
 
-def json_resources(template):
-    return sorted((r["type"], r["apiVersion"], "condition" in r) for r in template["resources"])
+def bicep_modules(tree):
+    """A Bicep module compiles to a nested deployment (Microsoft.Resources/deployments)."""
+    return [("Microsoft.Resources/deployments", "module", "condition" in node["config"] and "config" in node["config"])
+            for node in tree.get("modules", {}).values()]
+
+
+def json_resources(template, modules):
+    """Resources of main.json; nested deployments stand for Bicep modules when main.bicep has any."""
+    return sorted((r["type"], "module" if modules and r["type"] == "Microsoft.Resources/deployments" else r["apiVersion"],
+                   "condition" in r) for r in template["resources"])
+
+
+def tree_sitter_errors(text):
+    """Syntax errors a second, independent Bicep grammar (tree-sitter-bicep) finds."""
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+    found = []
+
+    def walk(node):
+        if node.is_error or node.is_missing:
+            found.append(f"line {node.start_point[0] + 1}, column {node.start_point[1] + 1}: {node.type}")
+        for child in node.children:
+            walk(child)
+    walk(parser.parse(text.encode("utf-8")).root_node)
+    return found
+
+
+def is_json_expression(value):
+    return isinstance(value, str) and value.startswith("[") and value.endswith("]")
+
+
+def compare_shape(label, bicep, arm, problems, path=""):
+    """Same keys at every level; every literal of main.json has the same literal in main.bicep
+    (pycep cannot tell a Bicep literal from an identifier, so an expression is matched by place)."""
+    if isinstance(arm, dict) and not is_json_expression(arm):
+        if not isinstance(bicep, dict):
+            problems.append(f"{label}{path}: object in main.json, {bicep!r} in main.bicep")
+            return
+        if set(bicep) != set(arm):
+            problems.append(f"{label}{path}: keys differ: bicep {sorted(bicep)} vs json {sorted(arm)}")
+        for key in set(bicep) & set(arm):
+            compare_shape(label, bicep[key], arm[key], problems, f"{path}.{key}")
+    elif isinstance(arm, list):
+        if not isinstance(bicep, list) or len(bicep) != len(arm):
+            problems.append(f"{label}{path}: list of {len(arm)} in main.json, {bicep!r} in main.bicep")
+            return
+        for index, (b, a) in enumerate(zip(bicep, arm)):
+            compare_shape(label, b, a, problems, f"{path}[{index}]")
+    elif not is_json_expression(arm) and unescape(bicep) != arm:
+        problems.append(f"{label}{path}: {arm!r} in main.json, {bicep!r} in main.bicep")
+
+
+def bicep_config(node):
+    config = node["config"]
+    return config["config"] if "condition" in config and "config" in config else config
+
+
+def function_bindings(folder):
+    """{function name: [bindings]} from the function folders of the package."""
+    found = {}
+    for path in sorted(pathlib.Path(folder).glob("*/function.json")):
+        found[path.parent.name] = json.loads(path.read_text(encoding="utf-8")).get("bindings", [])
+    return found
+
+
+def check_function_app(tree, template, folder, problems):
+    """Flex Consumption, the settings each function needs, names the host honours, and the
+    Event Grid wiring of blob_events; main.bicep and main.json alike."""
+    resources = {r["type"]: r for r in template["resources"]}
+    bicep = {node["type"]: bicep_config(node) for node in tree["resources"].values() if not node.get("existing")}
+    for kind in ("Microsoft.Web/serverfarms", "Microsoft.Web/sites", "Microsoft.Storage/storageAccounts",
+                 "Microsoft.EventGrid/systemTopics", "Microsoft.EventGrid/systemTopics/eventSubscriptions"):
+        if kind not in resources or kind not in bicep:
+            problems.append(f"{kind} missing from main.json or main.bicep")
+            return
+        for key in ("kind", "sku", "identity", "properties"):
+            if key in resources[kind] or key in bicep[kind]:
+                compare_shape(f"{kind}.{key}", bicep[kind].get(key), resources[kind].get(key), problems)
+    plan = resources["Microsoft.Web/serverfarms"]
+    if plan["sku"] != {"name": "FC1", "tier": "FlexConsumption"}:
+        problems.append(f"the plan is {plan['sku']}, not Flex Consumption FC1")
+    site = resources["Microsoft.Web/sites"]["properties"]
+    config = site.get("functionAppConfig", {})
+    if config.get("runtime", {}).get("name") != "custom":
+        problems.append("functionAppConfig.runtime.name is not custom")
+    storage = config.get("deployment", {}).get("storage", {})
+    if storage.get("type") != "blobContainer" or storage.get("authentication", {}).get("type") != "SystemAssignedIdentity":
+        problems.append("the deployment storage is not a blob container reached with the system-assigned identity")
+    if resources["Microsoft.Storage/storageAccounts"]["properties"].get("allowSharedKeyAccess") is not False:
+        problems.append("the storage account still allows shared keys, though nothing here uses them")
+    settings = {a["name"]: a["value"] for a in site["siteConfig"]["appSettings"]}
+    bicep_names = [a["name"] for a in bicep["Microsoft.Web/sites"]["properties"]["siteConfig"]["appSettings"]]
+    if bicep_names != list(settings):
+        problems.append(f"app settings differ: bicep {bicep_names} vs json {list(settings)}")
+    for name in settings:
+        if not SETTING_NAME.match(name):
+            problems.append(f"app setting {name} has a character other than letters, digits, periods, underscores")
+        match = re.fullmatch(r"AzureWebJobs\.(.+)\.Disabled", name)
+        if match and match.group(1) not in FUNCTIONS:
+            problems.append(f"{name} names no function of the package ({sorted(FUNCTIONS)})")
+    for deprecated in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_CONTENTSHARE",
+                       "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_RUN_FROM_PACKAGE", "AzureWebJobsStorage"):
+        if deprecated in settings:
+            problems.append(f"app setting {deprecated} is deprecated on Flex Consumption or holds a key")
+
+    # Every %SETTING% and connection a function.json names is set (a placeholder while the
+    # trigger is off); functions whose trigger needs a resource this template may not have are
+    # disabled by name. Folder names not yet renamed (hyphens) are checked under their new names.
+    bindings = function_bindings(folder)
+    renamed = {name.replace("-", "_"): name for name in bindings}
+    if set(renamed) != FUNCTIONS:
+        problems.append(f"function folders {sorted(bindings)} are not the package's functions {sorted(FUNCTIONS)}")
+    for function, folder_name in sorted(renamed.items()):
+        if folder_name != function:
+            print(f"check_azure: note: function folder {folder_name} is checked as {function} (its new name)")
+        for binding in bindings[folder_name]:
+            for value in binding.values():
+                for setting in re.findall(r"%([^%]+)%", value) if isinstance(value, str) else []:
+                    if setting not in settings:
+                        problems.append(f"{function} references %{setting}%, which no app setting sets")
+            connection = binding.get("connection")
+            if connection and not any(n == connection or n.startswith(connection + "__") for n in settings):
+                problems.append(f"{function}'s connection {connection} has no setting {connection} or {connection}__*")
+            if binding.get("type") == "blobTrigger":
+                if binding.get("source") != "EventGrid":
+                    print(f"check_azure: note: {function}'s blobTrigger has no source EventGrid yet; "
+                          "Flex Consumption runs blob triggers only with the Event Grid source")
+                container = binding.get("path", "").split("/")[0]
+                subscription = resources["Microsoft.EventGrid/systemTopics/eventSubscriptions"]["properties"]
+                if subscription["filter"]["subjectBeginsWith"] != f"/blobServices/default/containers/{container}/":
+                    problems.append(f"the Event Grid subscription does not filter on {function}'s container {container}")
+                webhook = f"/runtime/webhooks/blobs?functionName=Host.Functions.{function}&"
+                if webhook not in subscription["destination"]["properties"]["endpointUrl"] \
+                        or webhook not in str(tree["variables"].get("blobEventsWebhook", {}).get("value")):
+                    problems.append(f"the Event Grid subscription does not deliver to Host.Functions.{function} in both templates")
+            if binding.get("type") == "eventHubTrigger" and f"AzureWebJobs.{function}.Disabled" not in settings:
+                problems.append(f"{function} has no AzureWebJobs.{function}.Disabled setting for when no Event Hub is named")
 
 
 def main():
@@ -72,10 +218,14 @@ def main():
         fail([f"{bicep_path} does not parse: {error}"])
     template = json.load(open(json_path, encoding="utf-8"))
     schema = json.load(open(schema_path, encoding="utf-8"))
+    for error in tree_sitter_errors(open(bicep_path, encoding="utf-8").read()):
+        problems.append(f"{bicep_path}: tree-sitter-bicep: syntax error at {error}")
+    check_function_app(tree, template, pathlib.Path(json_path).parent / "function-app", problems)
 
     # Resources.
-    from_bicep = sorted(bicep_resources(tree).values())
-    from_json = json_resources(template)
+    modules = bicep_modules(tree)
+    from_bicep = sorted(list(bicep_resources(tree).values()) + modules)
+    from_json = json_resources(template, modules)
     if from_bicep != from_json:
         problems.append(f"resources differ:\n  bicep {from_bicep}\n  json  {from_json}")
 
@@ -170,7 +320,7 @@ def main():
 
     if problems:
         fail(problems)
-    print(f"check_azure: {bicep_path} parses; {len(from_json)} resources, {len(json_params)} parameters, "
+    print(f"check_azure: {bicep_path} parses (pycep, tree-sitter-bicep); {len(from_json)} resources, {len(json_params)} parameters, "
           f"{len(json_outputs)} outputs match {json_path}; {len(expected_table)} columns equal `logrelay schema`")
 
 

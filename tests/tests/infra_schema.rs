@@ -118,6 +118,11 @@ fn the_sender_gets_monitoring_metrics_publisher_on_the_dcr() {
         .unwrap()
         .iter()
         .filter(|r| r["type"] == "Microsoft.Authorization/roleAssignments")
+        .filter(|r| {
+            r["properties"]["roleDefinitionId"]
+                .as_str()
+                .is_some_and(|id| id.contains("variables('monitoringMetricsPublisherRoleId')"))
+        })
         .collect();
     assert_eq!(
         assignments.len(),
@@ -134,6 +139,219 @@ fn the_sender_gets_monitoring_metrics_publisher_on_the_dcr() {
             "[format('Microsoft.Insights/dataCollectionRules/{0}', parameters('dcrName'))]"
         );
     }
+}
+
+fn resources<'a>(template: &'a Value, kind: &str) -> Vec<&'a Value> {
+    template["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("main.json: resources is not an array"))
+        .iter()
+        .filter(|r| r["type"] == kind)
+        .collect()
+}
+
+fn app_settings(template: &Value) -> Vec<(String, String)> {
+    let site = resource(template, "Microsoft.Web/sites");
+    site["properties"]["siteConfig"]["appSettings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the Function App has no appSettings list"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The functions of the Function App package (function folder names after issue 13).
+const FUNCTIONS: [&str; 4] = ["events", "queue_events", "blob_events", "eventhub_events"];
+
+#[test]
+fn the_function_app_runs_on_flex_consumption_with_the_custom_handler_runtime() {
+    let template = template();
+    let plan = resource(&template, "Microsoft.Web/serverfarms");
+    assert_eq!(
+        plan["sku"],
+        serde_json::json!({"name": "FC1", "tier": "FlexConsumption"})
+    );
+    let site = resource(&template, "Microsoft.Web/sites");
+    let config = &site["properties"]["functionAppConfig"];
+    assert_eq!(config["runtime"]["name"], "custom");
+    assert_eq!(config["deployment"]["storage"]["type"], "blobContainer");
+    assert_eq!(
+        config["deployment"]["storage"]["authentication"]["type"], "SystemAssignedIdentity",
+        "the package is read with the managed identity, not a connection string"
+    );
+    // Flex Consumption: 40 is the lowest maximum scale; 512, 2048 and 4096 MB the instance sizes.
+    assert_eq!(
+        parameter_default(&template, "functionAppMaximumInstanceCount"),
+        40
+    );
+    assert_eq!(
+        template["parameters"]["functionAppInstanceMemoryMB"]["allowedValues"],
+        serde_json::json!([512, 2048, 4096])
+    );
+}
+
+#[test]
+fn the_function_app_reaches_its_storage_with_its_identity_and_no_key() {
+    let template = template();
+    let settings = app_settings(&template);
+    let names: Vec<&str> = settings.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"AzureWebJobsStorage__accountName"));
+    for deprecated in [
+        "AzureWebJobsStorage",
+        "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_EXTENSION_VERSION",
+        "WEBSITE_CONTENTSHARE",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    ] {
+        assert!(
+            !names.contains(&deprecated),
+            "{deprecated} is a key-based or Flex-deprecated setting"
+        );
+    }
+    let storage = resource(&template, "Microsoft.Storage/storageAccounts");
+    assert_eq!(storage["properties"]["allowSharedKeyAccess"], false);
+    // Storage Blob Data Owner, Storage Queue Data Contributor, Storage Account Contributor: the
+    // roles Microsoft Learn lists for host storage with an identity and a blob trigger.
+    let roles: Vec<&Value> = resources(&template, "Microsoft.Authorization/roleAssignments")
+        .into_iter()
+        .filter(|r| {
+            r["scope"] == "[format('Microsoft.Storage/storageAccounts/{0}', variables('storageAccountName'))]"
+        })
+        .map(|r| &r["properties"]["roleDefinitionId"])
+        .collect();
+    let ids: Vec<&Value> = [
+        "storageBlobDataOwnerRoleId",
+        "storageQueueDataContributorRoleId",
+        "storageAccountContributorRoleId",
+    ]
+    .iter()
+    .map(|v| &template["variables"][v])
+    .collect();
+    assert_eq!(
+        ids,
+        [
+            "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+            "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+            "17d1049b-9a84-46fb-8f53-869881c3d3ab"
+        ]
+    );
+    assert_eq!(roles.len(), 3, "{roles:?}");
+}
+
+#[test]
+fn every_app_setting_name_is_one_the_functions_host_honours() {
+    let template = template();
+    for (name, _) in app_settings(&template) {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_'),
+            "{name}: app setting names may hold only letters, digits, periods and underscores"
+        );
+        if let Some(function) = name
+            .strip_prefix("AzureWebJobs.")
+            .and_then(|rest| rest.strip_suffix(".Disabled"))
+        {
+            assert!(FUNCTIONS.contains(&function), "{name} names no function");
+        }
+    }
+}
+
+#[test]
+fn the_event_hub_function_is_disabled_with_its_settings_resolvable_until_a_hub_is_named() {
+    let template = template();
+    let settings = app_settings(&template);
+    let get = |name: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no app setting {name}"))
+    };
+    assert_eq!(
+        get("AzureWebJobs.eventhub_events.Disabled"),
+        "[if(variables('eventHubConfigured'), 'false', 'true')]"
+    );
+    assert_eq!(
+        template["variables"]["eventHubConfigured"],
+        "[and(not(empty(parameters('eventHubNamespace'))), not(empty(parameters('eventHubName'))))]"
+    );
+    assert_eq!(parameter_default(&template, "eventHubNamespace"), "");
+    assert_eq!(parameter_default(&template, "eventHubName"), "");
+    // The function.json's %KEEPER_EVENT_HUB_NAME% and its connection resolve either way.
+    assert!(get("KEEPER_EVENT_HUB_NAME").contains("variables('notConfigured')"));
+    assert!(get("KEEPER_EVENT_HUB_CONNECTION__fullyQualifiedNamespace")
+        .contains("format('{0}.servicebus.windows.net', variables('notConfigured'))"));
+    let receiver = resources(&template, "Microsoft.Authorization/roleAssignments")
+        .into_iter()
+        .find(|r| {
+            r["properties"]["roleDefinitionId"]
+                .as_str()
+                .is_some_and(|id| id.contains("eventHubsDataReceiverRoleId"))
+        })
+        .unwrap_or_else(|| panic!("no Azure Event Hubs Data Receiver assignment"));
+    assert_eq!(
+        receiver["condition"],
+        "[and(parameters('deployFunctionApp'), variables('eventHubConfigured'))]"
+    );
+    assert_eq!(
+        template["variables"]["eventHubsDataReceiverRoleId"],
+        "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+    );
+}
+
+#[test]
+fn blob_events_gets_blob_created_events_of_its_container_through_event_grid() {
+    let template = template();
+    let topic = resource(&template, "Microsoft.EventGrid/systemTopics");
+    assert_eq!(
+        topic["properties"]["topicType"],
+        "Microsoft.Storage.StorageAccounts"
+    );
+    let subscription = resource(
+        &template,
+        "Microsoft.EventGrid/systemTopics/eventSubscriptions",
+    );
+    let properties = &subscription["properties"];
+    assert_eq!(properties["destination"]["endpointType"], "WebHook");
+    let url = properties["destination"]["properties"]["endpointUrl"]
+        .as_str()
+        .unwrap();
+    // The blob extension's webhook (Microsoft Learn, Event Grid blob trigger tutorial).
+    assert!(
+        url.contains("/runtime/webhooks/blobs?functionName=Host.Functions.blob_events&code={1}"),
+        "{url}"
+    );
+    assert!(url.contains(".systemKeys.blobs_extension"), "{url}");
+    assert_eq!(
+        properties["filter"]["includedEventTypes"],
+        serde_json::json!(["Microsoft.Storage.BlobCreated"])
+    );
+    let container = resources(
+        &template,
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+    )
+    .into_iter()
+    .find(|c| {
+        c["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("'keeper-events'"))
+    })
+    .unwrap_or_else(|| panic!("no keeper-events container"));
+    assert!(container["condition"].is_string());
+    assert_eq!(
+        properties["filter"]["subjectBeginsWith"],
+        "/blobServices/default/containers/keeper-events/"
+    );
+    assert_eq!(
+        subscription["condition"],
+        "[and(parameters('deployFunctionApp'), parameters('blobEventSubscription'))]",
+        "the webhook's key exists only once the code runs: a second deployment turns it on"
+    );
 }
 
 #[test]
