@@ -1,9 +1,9 @@
 //! `infra/aws/template.yaml` held to what the code and the platforms need:
 //!
-//! - a map from code to permissions: every AWS operation the code can call (found in the
-//!   source: an SDK fluent call such as `.get_object()`), with the IAM actions it needs, and
-//!   every role granting each of them to each function that makes the call; and no role
-//!   granting an action nothing needs;
+//! - a map from code to permissions (`CODE_CALLS`, common/iam.rs): every AWS operation the
+//!   code can call (found in the source: an SDK fluent call such as `.get_object()`), with the
+//!   IAM actions it needs, and every role granting each of them to each function that makes
+//!   the call; and no role granting an action nothing needs;
 //! - every SNS topic an alarm publishes to is encrypted with a customer managed key of the
 //!   template whose policy lets CloudWatch use it, and nothing else but the account.
 //!
@@ -245,7 +245,7 @@ fn every_sdk_call_in_the_code_is_mapped_to_the_iam_actions_it_needs() {
     }
     assert!(
         unmapped.is_empty(),
-        "AWS calls without IAM actions in CODE_CALLS (tests/tests/aws_template.rs): {unmapped:#?}"
+        "AWS calls without IAM actions in CODE_CALLS (tests/tests/common/iam.rs): {unmapped:#?}"
     );
     // The map names nothing the code no longer calls.
     for call in CODE_CALLS {
