@@ -9,7 +9,10 @@ Fails when:
 - any role or user carries ManagedPolicyArns (SAM attaches AWS managed policies with
   Resource "*"; our roles name their resources instead);
 - a resource policy (bucket, queue) allows Principal "*" (only Deny statements may);
-- a Lambda permission grants Principal "*" other than the allowlisted Function URL ones.
+- a Lambda permission grants Principal "*" other than the allowlisted Function URL ones;
+- a KMS key policy allows Principal "*", or a wildcard action to anyone but the account root in
+  an allowlisted statement (in a key policy, Resource "*" is the key itself: AWS KMS Developer
+  Guide, "Key policies").
 """
 
 import json
@@ -22,6 +25,13 @@ RESOURCE_POLICY_TYPES = {"AWS::S3::BucketPolicy": "PolicyDocument",
 
 # Resource "*" where AWS allows nothing narrower. Empty: every statement names its resources.
 STAR_RESOURCE_ALLOWLIST = {}
+
+# Key policy statements that may grant "kms:*", with the reason. Each must name the account root.
+KEY_ADMIN_ALLOWLIST = {
+    ("AlarmTopicKey", "AccountAdministersTheKey"):
+        "The AWS KMS default key policy statement: the account administers the key through IAM; "
+        "without it the key can become unmanageable (AWS KMS Developer Guide, default key policy).",
+}
 
 # Public Lambda permissions that are intended, with the reason.
 PUBLIC_PERMISSION_ALLOWLIST = {
@@ -82,6 +92,23 @@ def main():
                     problems.append(f"{name}/{statement.get('Sid', '?')}: allows Principal \"*\"")
                 if statement.get("Effect") == "Allow" and "Condition" not in statement:
                     problems.append(f"{name}/{statement.get('Sid', '?')}: Allow without a SourceArn/SourceAccount condition")
+        elif kind == "AWS::KMS::Key":
+            for statement in as_list(properties.get("KeyPolicy", {}).get("Statement", [])):
+                statements += 1
+                sid = statement.get("Sid", "?")
+                if statement.get("Effect") != "Allow":
+                    continue
+                principal = statement.get("Principal")
+                if principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS", []))):
+                    problems.append(f"{name}/{sid}: key policy allows Principal \"*\"")
+                if "NotAction" in statement or "NotPrincipal" in statement:
+                    problems.append(f"{name}/{sid}: NotAction/NotPrincipal widens the grant")
+                wildcard = [a for a in as_list(statement.get("Action", [])) if isinstance(a, str) and a.endswith("*")]
+                if wildcard:
+                    root = isinstance(principal, dict) and any(
+                        ":root" in json.dumps(p) for p in as_list(principal.get("AWS", [])))
+                    if (name, sid) not in KEY_ADMIN_ALLOWLIST or not root:
+                        problems.append(f"{name}/{sid}: wildcard action {wildcard} in a key policy")
         elif kind == "AWS::Lambda::Permission" and properties.get("Principal") == "*":
             if name not in PUBLIC_PERMISSION_ALLOWLIST:
                 problems.append(f"{name}: public Lambda permission")
@@ -92,7 +119,8 @@ def main():
     if problems:
         sys.exit(1)
     print(f"check_iam: {statements} policy statements name their resources; "
-          f"allowlisted public permissions: {', '.join(sorted(PUBLIC_PERMISSION_ALLOWLIST))}")
+          f"allowlisted public permissions: {', '.join(sorted(PUBLIC_PERMISSION_ALLOWLIST))}; "
+          f"key administrators: {', '.join('/'.join(k) for k in sorted(KEY_ADMIN_ALLOWLIST))}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 //! runtime, reading S3, SQS and Secrets Manager from moto and delivering to the emulator.
 //! Every server is started here on 127.0.0.1 and stopped on drop.
 //!
+//! IAM is enforced wherever a test touches AWS (common/iam.rs): each function runs with the
+//! temporary credentials of its role as `infra/aws/template.yaml` writes it, the buckets are
+//! versioned as the template makes them, notifications carry `versionId` as S3 sends them, and
+//! SQS messages are received with the function's role, as Lambda's event source does.
+//!
 //! Needs `scripts/tools.sh aws` (moto, cargo-lambda) and the function binaries built
 //! (`cargo build --workspace`, as `make test` does).
 
@@ -14,20 +19,50 @@ use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 use azmon_emulator::{Emulator, EmulatorConfig};
-use common::{
-    dead_letter_objects, fixture, put, s3_notice, sqs_event, start_function, start_moto, Moto,
-    BUCKET, INVOKE_TIMEOUT,
-};
+use common::iam::{self, put, s3_notice, Stack};
+use common::{dead_letter_objects, fixture, start_function, Moto, BUCKET, INVOKE_TIMEOUT};
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 
 const HTTP_TOKEN: &str = "e2e-shared-http-token";
 
-/// The shared function environment with a 30 s invocation deadline.
-async fn function_env(emulator: &Emulator, moto: &Moto) -> Vec<(String, String)> {
-    let mut env = common::function_env(emulator, moto).await;
+/// The template's IAM deployed into `moto` (from [`iam::start_moto`]) and enforced; the
+/// environment of the function built from `binary`, with its role's credentials and a 30 s
+/// invocation deadline.
+async fn enforced(
+    emulator: &Emulator,
+    moto: &Moto,
+    binary: &str,
+) -> (Stack, Vec<(String, String)>) {
+    let base = common::function_env(emulator, moto).await;
+    let client_secret = &base
+        .iter()
+        .find(|(key, _)| key == "AZURE_CLIENT_SECRET_ARN")
+        .unwrap()
+        .1;
+    let stack = Stack::deploy(moto, client_secret, HTTP_TOKEN).await;
+    let mut env = stack.function_env(&base, binary);
     env.push(("LOGRELAY_DEADLINE_SECS".into(), "30".into()));
-    env
+    (stack, env)
+}
+
+/// The function's log, led by the permissions its role lacked when AWS refused it.
+fn report(stack: &Stack, function: &common::Function, binary: &str) -> String {
+    let log = function.binary.output();
+    format!("{}\n{log}", stack.explain_denials(binary, &log))
+}
+
+/// The template's dead-letter prefix (`LOGRELAY_DEAD_LETTER` in its Globals).
+fn dead_letter_prefix(env: &[(String, String)]) -> String {
+    let uri = &env
+        .iter()
+        .find(|(key, _)| key == "LOGRELAY_DEAD_LETTER")
+        .unwrap()
+        .1;
+    let prefix = uri
+        .strip_prefix(&format!("s3://{}/", common::DEAD_LETTER_BUCKET))
+        .unwrap_or_else(|| panic!("{uri} is not in the dead-letter bucket"));
+    prefix.to_string()
 }
 
 /// A Keeper export: `count` NDJSON events whose usernames start with `tag`, gzipped.
@@ -73,42 +108,143 @@ fn rows_tagged(emulator: &Emulator, tag: &str) -> usize {
         .count()
 }
 
+/// The key of the must-show export: a space and a `+`, which S3 notifications encode.
+const MUST_SHOW_KEY: &str = "keeper/2026/12/01/export c++ 0900.ndjson.gz";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_forwarder_with_only_its_template_role_forwards_a_versioned_export_and_dead_letters_its_bad_record(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = iam::start_moto(dir.path()).await;
+    let (stack, env) = enforced(&emulator, &moto, "s3-forwarder").await;
+    let function = start_function("s3-forwarder", &env, dir.path()).await;
+
+    // Keeper's export: 200 events and one record that is not an event object.
+    let mut gzip = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for line in keeper_lines("must-show", 200) {
+        writeln!(gzip, "{line}").unwrap();
+    }
+    writeln!(gzip, "42").unwrap();
+    let version = put(&moto, MUST_SHOW_KEY, gzip.finish().unwrap(), None).await;
+
+    // The notification S3 sends for it, through the template's export queue.
+    let notice = s3_notice(MUST_SHOW_KEY, &version);
+    assert_eq!(
+        notice["Records"][0]["s3"]["object"]["key"],
+        "keeper/2026/12/01/export+c%2B%2B+0900.ndjson.gz"
+    );
+    let (event, _) = stack
+        .sqs_event(&moto, "ExportQueue", "s3-forwarder", &[notice.to_string()])
+        .await;
+    let (status, answer) = function.invoke(&event).await;
+    let why = || report(&stack, &function, "s3-forwarder");
+    assert_eq!(status, 200, "{answer}\n{}", why());
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{}", why());
+    stack
+        .acknowledge("ExportQueue", "s3-forwarder", &event, &answer)
+        .await;
+    assert_eq!(rows_tagged(&emulator, "must-show"), 200, "{}", why());
+    // The client secret came from Secrets Manager: the function has no other.
+    assert!(!env.iter().any(|(key, _)| key == "AZURE_CLIENT_SECRET"));
+    assert_eq!(emulator.stats().token_requests, 1);
+
+    // The bad record is in the S3 dead letter under the template's prefix, with its reason.
+    let dead = dead_letter_objects(&moto).await;
+    assert_eq!(dead.len(), 1, "{dead:?}\n{}", why());
+    let (key, body) = &dead[0];
+    assert!(key.starts_with(&dead_letter_prefix(&env)), "{key}");
+    let entry: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["source"], format!("s3://{BUCKET}/{MUST_SHOW_KEY}"));
+    assert!(
+        entry["reason"].as_str().unwrap().contains("number"),
+        "{entry}"
+    );
+
+    // The role holds nothing more than the template grants: it may not write exports.
+    let role_s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(
+            &iam::sdk_config(&moto.url, &stack.role_of("s3-forwarder").keys).await,
+        )
+        .force_path_style(true)
+        .build(),
+    );
+    let refused = role_s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("keeper/forged.ndjson.gz")
+        .body(Vec::new().into())
+        .send()
+        .await;
+    assert!(refused.is_err(), "the s3-forwarder role may write exports");
+    // Nothing left on the queue: the message was received and deleted as the role.
+    let attributes = moto
+        .sqs
+        .get_queue_attributes()
+        .queue_url(
+            stack
+                .names
+                .resolve(&json!({"Ref": "ExportQueue"}))
+                .as_str()
+                .unwrap(),
+        )
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attributes = attributes.attributes().unwrap();
+    for name in [
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ] {
+        assert_eq!(attributes[&name], "0", "{name:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notices() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let moto = start_moto(dir.path()).await;
-    let env = function_env(&emulator, &moto).await;
+    let moto = iam::start_moto(dir.path()).await;
+    let (stack, env) = enforced(&emulator, &moto, "s3-forwarder").await;
     let function = start_function("s3-forwarder", &env, dir.path()).await;
 
     // Direct S3 notification.
-    put(
+    let version = put(
         &moto,
         "keeper/direct.ndjson.gz",
         keeper_export("direct", 700),
         None,
     )
     .await;
-    let (status, answer) = function.invoke(&s3_notice("keeper/direct.ndjson.gz")).await;
+    let (status, answer) = function
+        .invoke(&s3_notice("keeper/direct.ndjson.gz", &version))
+        .await;
     assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
     assert_eq!(answer["delivered"], 700, "{answer}");
     assert_eq!(rows_tagged(&emulator, "direct"), 700);
 
-    // Through SQS, with a key S3 encodes (space and `+`), next to the s3:TestEvent.
+    // Through the export queue, with a key S3 encodes (space and `+`), next to the
+    // s3:TestEvent.
     let key = "keeper/via sqs/export c++.ndjson.gz";
-    put(&moto, key, keeper_export("via-sqs", 300), None).await;
+    let version = put(&moto, key, keeper_export("via-sqs", 300), None).await;
     let bodies = [
-        s3_notice(key).to_string(),
+        s3_notice(key, &version).to_string(),
         fixture("s3-test-event.json").to_string(),
     ];
-    let (event, _) = sqs_event(&moto, &bodies).await;
+    let (event, _) = stack
+        .sqs_event(&moto, "ExportQueue", "s3-forwarder", &bodies)
+        .await;
     let (status, answer) = function.invoke(&event).await;
     assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
     assert_eq!(answer, json!({"batchItemFailures": []}));
+    stack
+        .acknowledge("ExportQueue", "s3-forwarder", &event, &answer)
+        .await;
     assert_eq!(rows_tagged(&emulator, "via-sqs"), 300);
 
-    // EventBridge "Object Created", straight to the function.
-    put(
+    // EventBridge "Object Created", straight to the function, with its `version-id`.
+    let version = put(
         &moto,
         "keeper/eventbridge.ndjson.gz",
         keeper_export("eventbridge", 250),
@@ -118,6 +254,7 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
     let mut event = fixture("eventbridge-object-created.json");
     event["detail"]["bucket"]["name"] = BUCKET.into();
     event["detail"]["object"]["key"] = "keeper/eventbridge.ndjson.gz".into();
+    event["detail"]["object"]["version-id"] = version.into();
     let (status, answer) = function.invoke(&event).await;
     assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
     assert_eq!(rows_tagged(&emulator, "eventbridge"), 250);
@@ -137,16 +274,33 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
             "keeper/eb+encoded.ndjson.gz",
         ),
     ] {
-        put(&moto, key, keeper_export(tag, 25), None).await;
+        let version = put(&moto, key, keeper_export(tag, 25), None).await;
         event["detail"]["object"]["key"] = written.into();
+        event["detail"]["object"]["version-id"] = version.into();
         let (status, answer) = function.invoke(&event).await;
         assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
         assert_eq!(rows_tagged(&emulator, tag), 25, "{key}");
     }
 
-    // A notice for an object deleted since: logged, skipped, not retried.
+    // A notice for a version deleted since (the template's lifecycle expires noncurrent
+    // versions): logged, skipped, not retried.
+    let version = put(
+        &moto,
+        "keeper/deleted.ndjson.gz",
+        keeper_export("deleted", 5),
+        None,
+    )
+    .await;
+    moto.s3
+        .delete_object()
+        .bucket(BUCKET)
+        .key("keeper/deleted.ndjson.gz")
+        .version_id(&version)
+        .send()
+        .await
+        .unwrap();
     let (status, answer) = function
-        .invoke(&s3_notice("keeper/deleted.ndjson.gz"))
+        .invoke(&s3_notice("keeper/deleted.ndjson.gz", &version))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
     assert_eq!(answer["events_in"], 0, "{answer}");
@@ -169,11 +323,11 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
 async fn sqs_forwarder_reports_exactly_the_message_whose_object_cannot_be_read_yet() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let moto = start_moto(dir.path()).await;
-    let env = function_env(&emulator, &moto).await;
+    let moto = iam::start_moto(dir.path()).await;
+    let (stack, env) = enforced(&emulator, &moto, "sqs-forwarder").await;
     let function = start_function("sqs-forwarder", &env, dir.path()).await;
 
-    put(
+    let ready = put(
         &moto,
         "keeper/ready.ndjson.gz",
         keeper_export("ready", 400),
@@ -182,7 +336,7 @@ async fn sqs_forwarder_reports_exactly_the_message_whose_object_cannot_be_read_y
     .await;
     // The poisoned message: an object archived to Glacier. S3 answers 403 InvalidObjectState
     // until it is restored, so the message must come back later, not be dropped.
-    put(
+    let archived = put(
         &moto,
         "keeper/archived.ndjson.gz",
         keeper_export("archived", 50),
@@ -191,28 +345,38 @@ async fn sqs_forwarder_reports_exactly_the_message_whose_object_cannot_be_read_y
     .await;
     let bodies = [
         keeper_lines("inline", 40).join("\n"),
-        s3_notice("keeper/ready.ndjson.gz").to_string(),
-        s3_notice("keeper/archived.ndjson.gz").to_string(),
+        s3_notice("keeper/ready.ndjson.gz", &ready).to_string(),
+        s3_notice("keeper/archived.ndjson.gz", &archived).to_string(),
         "{\"audit_event\": \"login\", this is not JSON".to_string(),
     ];
-    let (event, ids) = sqs_event(&moto, &bodies).await;
+    let (event, ids) = stack
+        .sqs_event(&moto, "EventsQueue", "sqs-forwarder", &bodies)
+        .await;
     let (status, answer) = function.invoke(&event).await;
-    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
+    let why = || report(&stack, &function, "sqs-forwarder");
+    assert_eq!(status, 200, "{answer}\n{}", why());
     assert_eq!(
         answer,
         json!({"batchItemFailures": [{"itemIdentifier": ids[2]}]}),
         "{}",
-        function.binary.output()
+        why()
     );
+    stack
+        .acknowledge("EventsQueue", "sqs-forwarder", &event, &answer)
+        .await;
     assert_eq!(rows_tagged(&emulator, "inline"), 40);
     assert_eq!(rows_tagged(&emulator, "ready"), 400);
     assert_eq!(rows_tagged(&emulator, "archived"), 0);
+    assert_eq!(emulator.stats().token_requests, 1);
 
     // The malformed body is in the S3 dead letter, filed under its message, with a reason.
     let dead = dead_letter_objects(&moto).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let (key, body) = &dead[0];
-    assert!(key.starts_with("failed/sqs-arn-aws-sqs-"), "{key}");
+    assert!(
+        key.starts_with(&format!("{}sqs-arn-aws-sqs-", dead_letter_prefix(&env))),
+        "{key}"
+    );
     let entry: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
     assert!(
         entry["source"].as_str().unwrap().ends_with(&ids[3]),
@@ -229,20 +393,12 @@ async fn sqs_forwarder_reports_exactly_the_message_whose_object_cannot_be_read_y
 async fn http_forwarder_rejects_a_wrong_token_and_accepts_the_right_one() {
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let moto = start_moto(dir.path()).await;
-    let mut env = function_env(&emulator, &moto).await;
-    let token = moto
-        .secrets
-        .create_secret()
-        .name("logrelay-http-token")
-        .secret_string(HTTP_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    env.push((
-        "LOGRELAY_HTTP_TOKEN_ARN".into(),
-        token.arn().unwrap().to_string(),
-    ));
+    let moto = iam::start_moto(dir.path()).await;
+    // The token is the template's HttpTokenSecret (LOGRELAY_HTTP_TOKEN_ARN from the template).
+    let (stack, env) = enforced(&emulator, &moto, "http-forwarder").await;
+    assert!(env
+        .iter()
+        .any(|(key, value)| key == "LOGRELAY_HTTP_TOKEN_ARN" && value.contains(":secret:")));
     let function = start_function("http-forwarder", &env, dir.path()).await;
 
     // cargo-lambda turns plain HTTP requests into Function URL events (payload 2.0).
@@ -251,7 +407,10 @@ async fn http_forwarder_rejects_a_wrong_token_and_accepts_the_right_one() {
         .timeout(INVOKE_TIMEOUT)
         .build()
         .unwrap();
-    let body = keeper_lines("http", 25).join("\n");
+    let mut lines = keeper_lines("http", 25);
+    // One record that is not an event object: dead-lettered to S3 with the HTTP role.
+    lines.push("42".into());
+    let body = lines.join("\n");
     let wrong = http
         .post(&url)
         .bearer_auth("not-the-token")
@@ -273,9 +432,14 @@ async fn http_forwarder_rejects_a_wrong_token_and_accepts_the_right_one() {
         .unwrap();
     let status = right.status();
     let answer: Value = right.json().await.unwrap();
-    assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
-    assert_eq!(answer["delivered"], 25, "{answer}");
+    let why = || report(&stack, &function, "http-forwarder");
+    assert_eq!(status, 200, "{answer}\n{}", why());
+    assert_eq!(answer["delivered"], 25, "{answer}\n{}", why());
+    assert_eq!(answer["dead_lettered"], 1, "{answer}\n{}", why());
     assert_eq!(rows_tagged(&emulator, "http"), 25);
+    let dead = dead_letter_objects(&moto).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].0.starts_with(&dead_letter_prefix(&env)), "{dead:?}");
     let log = function.binary.output();
     assert!(!log.contains(HTTP_TOKEN), "the token leaked into the log");
     // One summary and one metrics line for the delivering invocation, none for the refusal.
@@ -297,8 +461,8 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
         .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let moto = start_moto(dir.path()).await;
-    let mut env = function_env(&emulator, &moto).await;
+    let moto = iam::start_moto(dir.path()).await;
+    let (_stack, mut env) = enforced(&emulator, &moto, "s3-forwarder").await;
     env.push(("LOGRELAY_DEADLINE_SECS".into(), "3600".into()));
 
     // Random fields keep gzip near 3:1, so the object is big on the wire as well.
@@ -322,7 +486,7 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
     }
     let object = gzip.finish().unwrap();
     let size = object.len();
-    put(&moto, "keeper/big.ndjson.gz", object, None).await;
+    let version = put(&moto, "keeper/big.ndjson.gz", object, None).await;
     println!(
         "generated {events} events, {size} bytes gzipped, in {:?}",
         started.elapsed()
@@ -332,7 +496,7 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
     let started = Instant::now();
     let (status, answer) = function
         .invoke_within(
-            &s3_notice("keeper/big.ndjson.gz"),
+            &s3_notice("keeper/big.ndjson.gz", &version),
             Duration::from_secs(3600),
         )
         .await;
@@ -353,7 +517,7 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
 async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
     use logrelay::auth::SecretSource;
     let dir = tempfile::tempdir().unwrap();
-    let moto = start_moto(dir.path()).await;
+    let moto = iam::start_moto(dir.path()).await;
     let created = moto
         .secrets
         .create_secret()
@@ -363,10 +527,15 @@ async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
         .await
         .unwrap();
     let arn = created.arn().unwrap().to_string();
-    let source = logrelay::aws::SecretsManagerSource::new(moto.secrets.clone(), arn.clone());
+    // Read as the s3-forwarder's role, the secret standing in for ClientSecretSecret.
+    let stack = Stack::deploy(&moto, &arn, HTTP_TOKEN).await;
+    let role = aws_sdk_secretsmanager::Client::new(
+        &iam::sdk_config(&moto.url, &stack.role_of("s3-forwarder").keys).await,
+    );
+    let source = logrelay::aws::SecretsManagerSource::new(role.clone(), arn.clone());
     assert_eq!(source.client_secret(false).await.unwrap().expose(), "first");
 
-    // Rotation: the plain-text form is accepted too.
+    // Rotation (by the operator): the plain-text form is accepted too.
     moto.secrets
         .put_secret_value()
         .secret_id(&arn)
@@ -382,7 +551,7 @@ async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
     );
     assert!(!format!("{source:?}").contains("second"));
 
-    let missing = logrelay::aws::SecretsManagerSource::new(moto.secrets.clone(), "no-such-secret");
+    let missing = logrelay::aws::SecretsManagerSource::new(role, "no-such-secret");
     let error = missing.client_secret(false).await.unwrap_err();
     assert!(!error.is_transient(), "{error}");
     assert!(error.to_string().contains("GetSecretValue"), "{error}");

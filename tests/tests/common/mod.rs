@@ -6,6 +6,8 @@
 //! Include with `mod common;`. Each suite uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub(crate) mod iam;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -253,9 +255,15 @@ pub(crate) struct Moto {
 }
 
 pub(crate) async fn start_moto(dir: &Path) -> Moto {
+    start_moto_with_env(dir, &[]).await
+}
+
+/// moto started with `env` (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`, see iam.rs).
+pub(crate) async fn start_moto_with_env(dir: &Path, env: &[(&str, &str)]) -> Moto {
     let port = free_port();
     let mut command = Command::new(tool("moto_server"));
     command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    command.envs(env.iter().copied());
     let proc = Proc::spawn(command, dir.join("moto.log"));
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
