@@ -54,6 +54,10 @@ def bicep_resources(tree):
         config = node["config"]
         conditional = "condition" in config and "config" in config
         found[name] = (node["type"], node["api_version"], conditional)
+    # A module compiles to a nested deployment (Bicep emits Microsoft.Resources/deployments@2022-09-01).
+    for name, node in tree.get("modules", {}).items():
+        config = node["config"]
+        found[name] = ("Microsoft.Resources/deployments", "2022-09-01", "condition" in config and "config" in config)
     return found
 
 
