@@ -447,18 +447,13 @@ resource functionRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
   }
 }
 
-resource keeperSolutionDcr 'Microsoft.Insights/dataCollectionRules@2024-03-11' existing = if (keeperSolutionCompatible) {
-  name: '${dcrName}-solution'
-}
-
 // In solution-compatible mode the Function App's managed identity sends to that DCR.
-resource keeperSolutionFunctionRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (keeperSolutionCompatible && deployFunctionApp) {
-  name: guid(keeperSolutionDcr.id, functionAppName, monitoringMetricsPublisherRoleId)
-  scope: keeperSolutionDcr
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+module keeperSolutionFunctionRole 'keeper-solution-role.bicep' = if (keeperSolutionCompatible && deployFunctionApp) {
+  name: 'logrelay-keeper-solution-function-role'
+  params: {
+    dcrName: '${dcrName}-solution'
     principalId: functionApp!.identity.principalId
-    principalType: 'ServicePrincipal'
+    assignmentSeed: functionAppName
   }
   dependsOn: [
     keeperSolution

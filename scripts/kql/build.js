@@ -5,6 +5,7 @@
 //   infra/azure/sentinel.bicep       the Sentinel content module (loadTextContent of the KQL files)
 //   infra/azure/sentinel.json        the same in ARM JSON
 //   infra/azure/keeper-solution.json keeper-solution.bicep in ARM JSON
+//   infra/azure/keeper-solution-role.json keeper-solution-role.bicep in ARM JSON
 //   infra/azure/main.json            the two modules' nested deployments get these templates inlined
 //                                    (as a Bicep build of main.bicep inlines modules)
 // Usage: node scripts/kql/build.js [--check]   (--check: exit 1 if a written file would change)
@@ -32,6 +33,7 @@ const ARM_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/deplo
 const MMP_ROLE = '3913510d-42f4-4e42-8a64-420c390055eb'; // Monitoring Metrics Publisher
 const RULES_TEMPLATE_NAME = 'logrelay-sentinel-content';
 const SOLUTION_TEMPLATE_NAME = 'logrelay-keeper-solution';
+const SOLUTION_ROLE_TEMPLATE_NAME = 'logrelay-keeper-solution-function-role';
 
 /** A string literal inside an ARM expression ('' escapes '). */
 const armString = (text) => `'${text.replace(/'/g, "''")}'`;
@@ -327,6 +329,33 @@ function solutionJson({ solution, transform }) {
   };
 }
 
+function solutionRoleJson() {
+  return {
+    $schema: ARM_SCHEMA,
+    contentVersion: '1.0.0.0',
+    metadata: { description: 'logrelay solution-compatible mode: Monitoring Metrics Publisher for one more sender on the solution-compatible DCR. ARM JSON of keeper-solution-role.bicep, written by scripts/kql/build.js.' },
+    parameters: {
+      dcrName: { type: 'string', metadata: { description: 'Name of the solution-compatible data collection rule (keeper-solution.bicep).' } },
+      principalId: { type: 'string', metadata: { description: 'Object ID of the service principal that sends.' } },
+      assignmentSeed: { type: 'string', metadata: { description: "A name that makes the role assignment's id unique for this principal." } },
+    },
+    variables: { monitoringMetricsPublisherRoleId: MMP_ROLE },
+    resources: [
+      {
+        type: 'Microsoft.Authorization/roleAssignments',
+        apiVersion: API.roleAssignments,
+        scope: "[format('Microsoft.Insights/dataCollectionRules/{0}', parameters('dcrName'))]",
+        name: "[guid(resourceId('Microsoft.Insights/dataCollectionRules', parameters('dcrName')), parameters('assignmentSeed'), variables('monitoringMetricsPublisherRoleId'))]",
+        properties: {
+          roleDefinitionId: "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', variables('monitoringMetricsPublisherRoleId'))]",
+          principalId: "[parameters('principalId')]",
+          principalType: 'ServicePrincipal',
+        },
+      },
+    ],
+  };
+}
+
 /** main.json with the module templates inlined into its nested deployments (found by name). */
 function inlineIntoMain(main, templates) {
   const copy = JSON.parse(JSON.stringify(main));
@@ -345,14 +374,17 @@ function main() {
   const src = sources();
   const sentinel = sentinelJson(src);
   const solution = solutionJson(src);
+  const solutionRole = solutionRoleJson();
   const mainPath = path.join(AZURE, 'main.json');
   const outputs = {
     [path.join(AZURE, 'sentinel.json')]: json(sentinel),
     [path.join(AZURE, 'sentinel.bicep')]: sentinelBicep(src),
     [path.join(AZURE, 'keeper-solution.json')]: json(solution),
+    [path.join(AZURE, 'keeper-solution-role.json')]: json(solutionRole),
     [mainPath]: json(inlineIntoMain(readJson(mainPath), {
       [RULES_TEMPLATE_NAME]: sentinel,
       [SOLUTION_TEMPLATE_NAME]: solution,
+      [SOLUTION_ROLE_TEMPLATE_NAME]: solutionRole,
     })),
   };
   const stale = [];
@@ -366,7 +398,7 @@ function main() {
     console.error(`build.js: out of date (run node scripts/kql/build.js): ${stale.join(', ')}`);
     process.exit(1);
   }
-  console.log(`build.js: ${checkOnly ? 'up to date' : 'written'}: sentinel.bicep, sentinel.json, keeper-solution.json, main.json modules`);
+  console.log(`build.js: ${checkOnly ? 'up to date' : 'written'}: sentinel.bicep, sentinel.json, keeper-solution.json, keeper-solution-role.json, main.json modules`);
 }
 
 main();
