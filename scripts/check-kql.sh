@@ -3,7 +3,8 @@
 # analytic rules, the workbook queries) with Microsoft's Kusto language service against the
 # tables `logrelay schema` prints and the Keeper solution's table; DCR transforms also against the
 # transformation-KQL subset. Then the checker's own negative tests (an injected unknown column
-# must fail), and that the ARM JSON carries exactly the KQL files (scripts/kql/build.js --check).
+# must fail), that the ARM JSON carries exactly the KQL files (scripts/kql/build.js --check), and
+# the analytic rules run offline on sample rows (duckdb-kql) with the alerts expected.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,3 +17,4 @@ cargo run --quiet -p logrelay-cli -- schema >"$work/schema.json"
 node scripts/kql/check.js "$work/schema.json"
 LOGRELAY_SCHEMA="$work/schema.json" node --test scripts/kql/
 node scripts/kql/build.js --check
+"$root/.tools/venv/bin/python" scripts/kql/run_rules.py "$work/schema.json"

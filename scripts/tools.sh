@@ -6,7 +6,8 @@
 #   infra   - cfn-lint, aws-sam-translator, checkov (with pycep-parser)
 #   bench   - azure-monitor-ingestion (Microsoft's Python client, for the comparison)
 #   azurite - azurite (npm), the Azure Storage emulator
-#   kql     - Microsoft's Kusto language service (npm @kusto/language-service-next), for scripts/check-kql.sh
+#   kql     - Microsoft's Kusto language service (npm @kusto/language-service-next) and duckdb-kql
+#             (PyPI, runs the analytic rules on sample rows), for scripts/check-kql.sh
 #   system  - GNU time (/usr/bin/time), which the reliability suite uses to read peak memory
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,6 +52,7 @@ for group in "${@:-python}"; do
         (cd "$tools/node" && npm install --silent --no-audit --no-fund azurite@3 >/dev/null)
       fi ;;
     kql)
+      pip_group kql 'duckdb-kql==1.1.2' 'duckdb==2.0.1'
       if [ ! -f "$tools/kql/node_modules/@kusto/language-service-next/Kusto.Language.Bridge.js" ]; then
         echo "tools: installing the Kusto language service"
         mkdir -p "$tools/kql"
