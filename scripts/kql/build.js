@@ -8,6 +8,7 @@
 //   infra/azure/keeper-solution-role.json keeper-solution-role.bicep in ARM JSON
 //   infra/azure/main.json            the two modules' nested deployments get these templates inlined
 //                                    (as a Bicep build of main.bicep inlines modules)
+//   infra/README.md                  the rule list (what each rule detects, with its KQL)
 // Usage: node scripts/kql/build.js [--check]   (--check: exit 1 if a written file would change)
 'use strict';
 
@@ -369,6 +370,27 @@ function inlineIntoMain(main, templates) {
 
 const json = (value) => `${JSON.stringify(value, null, 2)}\n`;
 
+const RULES_BEGIN = '<!-- rules:begin -->';
+const RULES_END = '<!-- rules:end -->';
+
+/** infra/README.md with the rule list (what each detects, with its KQL) between the markers. */
+function readmeWithRules(readme, { rulesDoc }) {
+  const begin = readme.indexOf(RULES_BEGIN);
+  const end = readme.indexOf(RULES_END);
+  if (begin < 0 || end < begin) throw new Error(`infra/README.md lacks ${RULES_BEGIN} ... ${RULES_END}`);
+  const parts = [RULES_BEGIN, '<!-- written by scripts/kql/build.js from infra/azure/sentinel/rules/; edit the sources -->', ''];
+  for (const rule of rulesDoc.rules) {
+    parts.push(`#### ${rule.displayName}`, '');
+    parts.push(`${rule.description} Severity ${rule.severity}; runs every ${rule.queryFrequency} over ${rule.queryPeriod}.`);
+    parts.push(`MITRE ATT&CK: ${rule.tactics.join(', ')}; ${rule.techniques.join(', ')}.`);
+    const subs = rule.substitutions.map((sub) => `\`${sub.parameter}\` (\`${sub.line}\`)`);
+    if (subs.length) parts.push(`Parameters: ${subs.join(', ')}.`);
+    parts.push(`Query: [${rule.file}](azure/sentinel/rules/${rule.file})`, '');
+    parts.push('```kusto', readText(path.join(SENTINEL, 'rules', rule.file)).trimEnd(), '```', '');
+  }
+  return `${readme.slice(0, begin)}${parts.join('\n')}${readme.slice(end)}`;
+}
+
 function main() {
   const checkOnly = process.argv.includes('--check');
   const src = sources();
@@ -376,6 +398,7 @@ function main() {
   const solution = solutionJson(src);
   const solutionRole = solutionRoleJson();
   const mainPath = path.join(AZURE, 'main.json');
+  const readmePath = path.join(ROOT, 'infra', 'README.md');
   const outputs = {
     [path.join(AZURE, 'sentinel.json')]: json(sentinel),
     [path.join(AZURE, 'sentinel.bicep')]: sentinelBicep(src),
@@ -386,6 +409,7 @@ function main() {
       [SOLUTION_TEMPLATE_NAME]: solution,
       [SOLUTION_ROLE_TEMPLATE_NAME]: solutionRole,
     })),
+    [readmePath]: readmeWithRules(readText(readmePath), src),
   };
   const stale = [];
   for (const [file, text] of Object.entries(outputs)) {
@@ -398,7 +422,7 @@ function main() {
     console.error(`build.js: out of date (run node scripts/kql/build.js): ${stale.join(', ')}`);
     process.exit(1);
   }
-  console.log(`build.js: ${checkOnly ? 'up to date' : 'written'}: sentinel.bicep, sentinel.json, keeper-solution.json, keeper-solution-role.json, main.json modules`);
+  console.log(`build.js: ${checkOnly ? 'up to date' : 'written'}: sentinel.bicep, sentinel.json, keeper-solution.json, keeper-solution-role.json, main.json modules, infra/README.md rules`);
 }
 
 main();
