@@ -4,7 +4,8 @@
 # tables `logrelay schema` prints and the Keeper solution's table; DCR transforms also against the
 # transformation-KQL subset. Then the checker's own negative tests (an injected unknown column
 # must fail), that the ARM JSON carries exactly the KQL files (scripts/kql/build.js --check), and
-# the analytic rules run offline on sample rows (duckdb-kql) with the alerts expected.
+# the analytic rules and the solution transform run offline on sample rows (duckdb-kql) with the
+# results expected.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -91,6 +91,28 @@ def main():
             continue
         if got != want:
             failures.append(f"{query}: {got}, expected {want}")
+    # The solution-compatible DCR transform on rows as the stream receives them: the solution's
+    # column names, TimeGenerated = the event's time inside Azure's window, else now().
+    solution = json.load(open(SENTINEL / "keeper-solution-table.json", encoding="utf-8"))
+    create(con, "source", solution["streamColumns"])
+    recent = dict(events[0], TimeGenerated=events[0]["timestamp"], EventId="recent")
+    old = dict(events[1], timestamp="2025-01-11T10:00:00Z", TimeGenerated="2025-01-11T10:00:00Z", EventId="old")
+    for row in (recent, old):
+        insert(con, "source", solution["streamColumns"], row)
+    transformed = run((SENTINEL / "dcr" / "keeper-solution-transform.kql").read_text() + "\n| order by EventId desc")
+    names = sorted(transformed[0]) if transformed else []
+    want_names = sorted(c["name"] for c in solution["tableColumns"])
+    if names != want_names:
+        failures.append(f"transform: columns {names}, expected {want_names}")
+    else:
+        fresh, stale = transformed
+        naive_now = now.replace(tzinfo=None)
+        event_time = datetime.datetime.fromisoformat(recent["timestamp"].replace("Z", ""))
+        if (fresh["TimeGenerated"], fresh["Timestamp"], fresh["AuditEvent"], fresh["EventId"]) != (event_time, event_time, recent["audit_event"], "recent"):
+            failures.append(f"transform: recent event became {fresh}")
+        if stale["TimeGenerated"] != naive_now or stale["Timestamp"] != datetime.datetime(2025, 1, 11, 10, 0):
+            failures.append(f"transform: 4-day-old event became {stale}")
+
     ran = 0
     for name, case in expected["rules"].items():
         query = (SENTINEL / "rules" / f"{name}.kql").read_text()
