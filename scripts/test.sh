@@ -26,6 +26,9 @@ cargo test --workspace --all-features --locked --no-fail-fast -- --test-threads 
 step "infrastructure templates"
 scripts/lint-infra.sh
 
+step "KQL: every shipped query analysed by the Kusto language service"
+scripts/check-kql.sh
+
 step "dependency policy (cargo deny: licenses, bans, sources)"
 scripts/deny.sh
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the project's local tools into .tools/ (idempotent, offline except for the package
-# registries). Usage: scripts/tools.sh [python] [aws] [infra] [arm] [bench] [azurite]
+# registries). Usage: scripts/tools.sh [python] [aws] [infra] [arm] [bench] [azurite] [kql]
 #   python  - the virtual environment itself
 #   aws     - moto[server] (S3, SQS, Secrets Manager), cargo-lambda and zig
 #   infra   - cfn-lint, aws-sam-translator, checkov (with pycep-parser)
 #   arm     - jsonschema + referencing (ARM schema validation), tree-sitter-bicep (second Bicep parser)
 #   bench   - azure-monitor-ingestion (Microsoft's Python client, for the comparison)
 #   azurite - azurite (npm), the Azure Storage emulator
+#   kql     - Microsoft's Kusto language service (npm @kusto/language-service-next) and duckdb-kql
+#             (PyPI, runs the analytic rules on sample rows), for scripts/check-kql.sh
 #   system  - GNU time (/usr/bin/time), which the reliability suite uses to read peak memory
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -50,6 +52,13 @@ for group in "${@:-python}"; do
         echo "tools: installing azurite"
         mkdir -p "$tools/node"
         (cd "$tools/node" && npm install --silent --no-audit --no-fund azurite@3 >/dev/null)
+      fi ;;
+    kql)
+      pip_group kql 'duckdb-kql==1.1.2' 'duckdb==2.0.1'
+      if [ ! -f "$tools/kql/node_modules/@kusto/language-service-next/Kusto.Language.Bridge.js" ]; then
+        echo "tools: installing the Kusto language service"
+        mkdir -p "$tools/kql"
+        (cd "$tools/kql" && npm install --silent --no-audit --no-fund @kusto/language-service-next@12.4.1 >/dev/null)
       fi ;;
     *) echo "tools: unknown group $group" >&2; exit 2 ;;
   esac

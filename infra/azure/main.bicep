@@ -81,6 +81,12 @@ param eventHubNamespace string = ''
 @description('Event hub eventhub_events reads, in eventHubNamespace.')
 param eventHubName string = ''
 
+@description('Solution-compatible mode: send into the Keeper Security Sentinel solution\'s table KeeperSecurityEventNewLogs_CL (stream Custom-KeeperSecurityEventNewLogs, through logrelay\'s own DCR) with the event\'s time and EventId, instead of KeeperAuditEvents_CL. See infra/README.md.')
+param keeperSolutionCompatible bool = false
+
+@description('Deploy the Sentinel content (KeeperAuditEvents parser, ASIM parsers, analytic rules) to the workspace, which must have Microsoft Sentinel enabled. Thresholds: deploy sentinel.bicep on its own.')
+param deploySentinelContent bool = false
+
 // Monitoring Metrics Publisher: the role the Logs Ingestion API requires on the DCR.
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 // Logs Ingestion API version (azure-monitor-protocol.md section 1.1).
@@ -296,6 +302,39 @@ resource senderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!
 var ingestionBase = createDce ? dce!.properties.logsIngestion.endpoint : dcr.properties.endpoints.logsIngestion
 var logsIngestionEndpoint = '${ingestionBase}/dataCollectionRules/${dcr.properties.immutableId}/streams/${streamName}?api-version=${ingestionApiVersion}'
 
+// Where senders post: logrelay's table, or in solution-compatible mode the solution's.
+var senderEndpoint = keeperSolutionCompatible ? keeperSolution!.outputs.logsIngestionEndpoint : logsIngestionEndpoint
+
+// Solution-compatible mode (keeper-solution.bicep): the solution's table plus EventId, and a DCR of
+// logrelay's own for the solution's stream name; the solution's own DCR is left alone.
+module keeperSolution 'keeper-solution.bicep' = if (keeperSolutionCompatible) {
+  name: 'logrelay-keeper-solution'
+  params: {
+    location: location
+    workspaceName: workspaceName
+    dcrName: '${dcrName}-solution'
+    dataCollectionEndpointId: createDce ? dce.id : ''
+    principalId: principalId
+    principalType: principalType
+    retentionInDays: retentionInDays
+  }
+  dependsOn: [
+    createdWorkspace
+  ]
+}
+
+// Sentinel content (sentinel.bicep, written by scripts/kql/build.js from infra/azure/sentinel/).
+module sentinelContent 'sentinel.bicep' = if (deploySentinelContent) {
+  name: 'logrelay-sentinel-content'
+  params: {
+    workspaceName: workspaceName
+  }
+  dependsOn: [
+    table
+    keeperSolution
+  ]
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (deployFunctionApp) {
   // checkov:skip=CKV_AZURE_35: Without VNet integration (not set up here) the Function App reaches its storage over the public endpoint; shared keys are off, so only Entra identities with a data role get in.
   // checkov:skip=CKV_AZURE_206: Function runtime storage; LRS exists in every region, ZRS/GRS do not. Events are delivered or dead-lettered within minutes, not stored here.
@@ -426,7 +465,7 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = if (deployFunctionApp) {
         }
         {
           name: 'LOGS_INGESTION_ENDPOINT'
-          value: logsIngestionEndpoint
+          value: senderEndpoint
         }
         {
           name: 'AZURE_TENANT_ID'
@@ -564,8 +603,21 @@ resource blobEventsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscript
   ]
 }
 
+// In solution-compatible mode the Function App's managed identity sends to that DCR.
+module keeperSolutionFunctionRole 'keeper-solution-role.bicep' = if (keeperSolutionCompatible && deployFunctionApp) {
+  name: 'logrelay-keeper-solution-function-role'
+  params: {
+    dcrName: '${dcrName}-solution'
+    principalId: functionApp!.identity.principalId
+    assignmentSeed: functionAppName
+  }
+  dependsOn: [
+    keeperSolution
+  ]
+}
+
 @description('The Endpoint URL for LOGS_INGESTION_ENDPOINT and the Keeper Admin Console.')
-output logsIngestionEndpoint string = logsIngestionEndpoint
+output logsIngestionEndpoint string = senderEndpoint
 
 @description('The DCR\'s immutable id (dcr-...).')
 output dcrImmutableId string = dcr.properties.immutableId

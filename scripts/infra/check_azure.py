@@ -66,19 +66,16 @@ def bicep_resources(tree):
         config = node["config"]
         conditional = "condition" in config and "config" in config
         found[name] = (node["type"], node["api_version"], conditional)
+    # A module compiles to a nested deployment (Bicep emits Microsoft.Resources/deployments@2022-09-01).
+    for name, node in tree.get("modules", {}).items():
+        config = node["config"]
+        found[name] = ("Microsoft.Resources/deployments", "2022-09-01", "condition" in config and "config" in config)
     return found
 
 
-def bicep_modules(tree):
-    """A Bicep module compiles to a nested deployment (Microsoft.Resources/deployments)."""
-    return [("Microsoft.Resources/deployments", "module", "condition" in node["config"] and "config" in node["config"])
-            for node in tree.get("modules", {}).values()]
-
-
-def json_resources(template, modules):
-    """Resources of main.json; nested deployments stand for Bicep modules when main.bicep has any."""
-    return sorted((r["type"], "module" if modules and r["type"] == "Microsoft.Resources/deployments" else r["apiVersion"],
-                   "condition" in r) for r in template["resources"])
+def json_resources(template):
+    """Resources of main.json; its nested deployments are main.bicep's modules."""
+    return sorted((r["type"], r["apiVersion"], "condition" in r) for r in template["resources"])
 
 
 def tree_sitter_errors(text):
@@ -223,9 +220,8 @@ def main():
     check_function_app(tree, template, pathlib.Path(json_path).parent / "function-app", problems)
 
     # Resources.
-    modules = bicep_modules(tree)
-    from_bicep = sorted(list(bicep_resources(tree).values()) + modules)
-    from_json = json_resources(template, modules)
+    from_bicep = sorted(bicep_resources(tree).values())
+    from_json = json_resources(template)
     if from_bicep != from_json:
         problems.append(f"resources differ:\n  bicep {from_bicep}\n  json  {from_json}")
 
