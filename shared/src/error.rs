@@ -83,6 +83,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidConfig`] naming the variable `name`.
+    pub fn invalid(name: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidConfig {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// Whether retrying the same work later may succeed (throttling, outages, timeouts).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -175,14 +175,18 @@ fn retry_later(body: serde_json::Value) -> Response {
 
 /// The status for a finished request: 503 when rows are still failing transiently (the
 /// client resends; rows carry a stable `EventId`), 400 when every event was malformed, else 200.
+/// The report also rides along as a response extension, so a caller (the Lambda handler's
+/// metrics) takes it as a value instead of parsing the JSON body back.
 fn answer(report: &Report, source: &str) -> Response {
+    let mut response = answer_body(report, source);
+    response.extensions_mut().insert(report.clone());
+    response
+}
+
+fn answer_body(report: &Report, source: &str) -> Response {
     tracing::info!(
         source = %source,
-        events_in = report.events_in,
-        delivered = report.delivered,
-        dead_lettered = report.dead_lettered,
-        failed_transient = report.failed_transient,
-        retries = report.retries,
+        counters = %report.summary_line(),
         duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         "Request forwarded."
     );

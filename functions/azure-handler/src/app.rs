@@ -140,14 +140,7 @@ async fn invoke(
             tracing::info!(
                 function,
                 invocation_id,
-                events_in = report.events_in,
-                delivered = report.delivered,
-                dead_lettered = report.dead_lettered,
-                failed_transient = report.failed_transient,
-                retries = report.retries,
-                throttled = report.throttled,
-                token_fetches = report.token_fetches,
-                bytes_sent = report.bytes_sent,
+                counters = %report.summary_line(),
                 "Invocation finished."
             );
             if report.failed_transient > 0 {

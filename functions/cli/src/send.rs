@@ -3,17 +3,16 @@
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::ValueEnum;
-use logrelay::config::Config;
+use logrelay::config::{vars, Config, Platform};
 use logrelay::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use logrelay::ingest::{Report, SessionOptions};
-use logrelay::keeper::{DecodeOptions, SchemaMode};
+use logrelay::keeper::DecodeOptions;
 use logrelay::relay::Relay;
 
 /// How often the progress line is redrawn on a terminal.
@@ -35,8 +34,8 @@ pub(crate) enum Schema {
 #[derive(Debug, Clone)]
 pub(crate) struct SendArgs {
     pub(crate) inputs: Vec<String>,
-    pub(crate) dead_letter: PathBuf,
-    pub(crate) schema: Schema,
+    pub(crate) dead_letter: Option<String>,
+    pub(crate) schema: Option<Schema>,
     pub(crate) time_field: Option<String>,
     pub(crate) json: bool,
 }
@@ -100,24 +99,29 @@ impl<R: Read> Read for Counting<R> {
 
 /// Runs `send`; `Err` is a configuration or argument problem (exit 2).
 pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
-    let config = Config::from_env().map_err(|error| error.to_string())?;
-    let schema = match (args.schema, args.time_field) {
-        (Schema::Keeper, _) => SchemaMode::Keeper,
-        (Schema::Passthrough, Some(time_field)) => SchemaMode::Passthrough { time_field },
-        (Schema::Passthrough, None) => {
-            return Err(
-                "--schema passthrough needs --time-field (or LOGRELAY_TIME_FIELD): the field TimeGenerated is taken from".into(),
-            )
-        }
-    };
+    // Flags stand in for their variables, so both go through the one settings reader.
+    let schema = args.schema.map(|schema| match schema {
+        Schema::Keeper => "keeper",
+        Schema::Passthrough => "passthrough",
+    });
+    let config = Config::for_platform(Platform::Cli, |name| {
+        let flag = match name {
+            vars::LOGRELAY_DEAD_LETTER => args.dead_letter.clone(),
+            vars::LOGRELAY_SCHEMA => schema.map(str::to_string),
+            vars::LOGRELAY_TIME_FIELD => args.time_field.clone(),
+            _ => None,
+        };
+        flag.or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|error| error.to_string())?;
     let inputs = open_inputs(&args.inputs)?;
     let decode = DecodeOptions {
-        schema,
+        schema: config.schema.clone(),
         max_decompressed_bytes: config.tuning.max_decompressed_bytes,
         now: SystemTime::now(),
     };
     let dead_letter: Arc<dyn DeadLetterSink> =
-        Arc::new(LocalDirDeadLetter::new(args.dead_letter.clone()));
+        Arc::new(LocalDirDeadLetter::new(config.dead_letter.clone()));
     let relay = Relay::from_config(&config, dead_letter.clone(), decode, None)
         .await
         .map_err(|error| error.to_string())?;

@@ -28,51 +28,15 @@ pub(crate) async fn function_handler(
     let mut request = to_http(event.payload)?;
     request.extensions_mut().insert(RequestDeadline(deadline));
     let response = router.clone().oneshot(request).await?;
-    let response = from_http(response).await?;
-    if let Some(LambdaBody::Text(text)) = &response.body {
-        summarize(
-            &event.context.env_config.function_name,
-            text,
-            started.elapsed(),
-        );
+    // Requests refused before forwarding (401, 413) carry no report and print nothing.
+    if let Some(report) = response.extensions().get::<Report>() {
+        let function = match event.context.env_config.function_name.as_str() {
+            "" => FUNCTION,
+            named => named,
+        };
+        log_summary(function, report, 0, started.elapsed());
     }
-    Ok(response)
-}
-
-/// The invocation's summary line and EMF metrics, from the router's JSON answer (requests
-/// refused before forwarding, such as 401 or 413, carry no counters and print nothing).
-fn summarize(function: &str, answer: &str, elapsed: std::time::Duration) {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
-        return;
-    };
-    if value.get("events_in").is_none() {
-        return;
-    }
-    let count = |name: &str| {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
-    let report = Report {
-        events_in: count("events_in"),
-        delivered: count("delivered"),
-        dead_lettered: count("dead_lettered"),
-        failed_transient: count("failed_transient"),
-        requests: count("requests"),
-        retries: count("retries"),
-        throttled: count("throttled"),
-        token_fetches: count("token_fetches"),
-        bytes_sent: count("bytes_sent"),
-        bytes_uncompressed: count("bytes_uncompressed"),
-        ..Report::default()
-    };
-    let function = if function.is_empty() {
-        FUNCTION
-    } else {
-        function
-    };
-    log_summary(function, &report, 0, elapsed);
+    from_http(response).await
 }
 
 /// The payload 2.0 request as an `http::Request` (method, path and query, headers, body).

@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::{AccessToken, BoxFuture, SecretSource, TokenProvider};
+use crate::auth::{AccessToken, SecretSource, TokenProvider};
 use crate::clock::{Clock, SystemClock};
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 

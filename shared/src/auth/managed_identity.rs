@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::{AccessToken, BoxFuture, TokenProvider};
+use crate::auth::{AccessToken, TokenProvider};
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 

@@ -55,40 +55,14 @@ pub fn session_deadline(lambda_deadline: SystemTime, budget: Duration) -> Instan
     Instant::now() + usable.min(budget)
 }
 
-/// Adds `other`'s counters to `total` (duration excluded: the caller times the invocation).
-pub fn add_report(total: &mut Report, other: &Report) {
-    total.events_in += other.events_in;
-    total.delivered += other.delivered;
-    total.dead_lettered += other.dead_lettered;
-    total.failed_transient += other.failed_transient;
-    total.requests += other.requests;
-    total.retries += other.retries;
-    total.throttled += other.throttled;
-    total.bytes_sent += other.bytes_sent;
-    total.bytes_uncompressed += other.bytes_uncompressed;
-    total.token_fetches += other.token_fetches;
-    total.truncated_fields += other.truncated_fields;
-    total.old_events += other.old_events;
-    for (reason, count) in &other.dead_letter_reasons {
-        *total.dead_letter_reasons.entry(reason.clone()).or_default() += count;
-    }
-}
-
 /// Logs the one summary line of an invocation and prints its CloudWatch EMF line to stdout.
 pub fn log_summary(function: &str, report: &Report, failed_messages: usize, elapsed: Duration) {
     let mut report = report.clone();
     report.duration = elapsed;
     tracing::info!(
         function = function,
-        events_in = report.events_in,
-        delivered = report.delivered,
-        dead_lettered = report.dead_lettered,
-        failed_transient = report.failed_transient,
+        counters = %report.summary_line(),
         failed_messages = failed_messages,
-        requests = report.requests,
-        retries = report.retries,
-        throttled = report.throttled,
-        bytes_sent = report.bytes_sent,
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "Invocation finished."
     );
@@ -179,7 +153,7 @@ impl Forwarder {
                     tracing::warn!(object = %object.uri(), failed_transient = report.failed_transient, "Events still failing at the deadline; the object will be retried.");
                     outcome.retry = true;
                 }
-                add_report(&mut outcome.report, &report);
+                outcome.report += report;
             }
             Ok(ObjectOutcome::Missing(_)) => {}
             Err(error) => {
@@ -292,7 +266,7 @@ impl Forwarder {
         for message in &event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let outcome = self.message(message, bodies, deadline).await;
-            add_report(&mut total, &outcome.report);
+            total += outcome.report;
             if outcome.retry {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -391,8 +365,8 @@ mod tests {
             ..Report::default()
         };
         let mut total = Report::default();
-        add_report(&mut total, &one);
-        add_report(&mut total, &one);
+        total += &one;
+        total += &one;
         assert_eq!(
             (total.events_in, total.delivered, total.dead_lettered),
             (6, 4, 2)

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::AsyncRead;
 
-use crate::dead_letter::{slug, BoxFuture, DeadLetterEntry, DeadLetterSink};
+use crate::dead_letter::{slug, DeadLetterEntry, DeadLetterSink};
 use crate::ingest::{Report, SessionOptions};
+use crate::model::BoxFuture;
 use crate::relay::Relay;
 use crate::{Error, Result};
 

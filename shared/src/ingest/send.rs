@@ -4,7 +4,7 @@
 //! One `x-ms-client-request-id` is used for every attempt of the same body, so Azure support
 //! can follow one body across its retries; a split half is a new body with a new id.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,6 +17,7 @@ use super::pack::{write_body, Batch};
 use super::retry::{self, AzureError, RetryAction};
 use super::{Inner, TransientPolicy, SERVICE_MAX_BODY_BYTES};
 use crate::dead_letter::{DeadLetterEntry, DeadLetterSink};
+use crate::model::Report;
 use crate::Result;
 
 /// Most entries in one dead-letter write (one file or object).
@@ -24,27 +25,6 @@ pub(crate) const MAX_ENTRIES_PER_WRITE: usize = 5_000;
 
 /// Longest error body read from a response; Azure's error JSON is far smaller.
 const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
-
-/// Counters from one batch (or from rejects), merged into the session's report.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    pub(crate) delivered: u64,
-    pub(crate) dead_lettered: u64,
-    pub(crate) failed_transient: u64,
-    pub(crate) requests: u64,
-    pub(crate) retries: u64,
-    pub(crate) throttled: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_uncompressed: u64,
-    pub(crate) reasons: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    pub(crate) fn dead_letter(&mut self, reason: &str, count: u64) {
-        self.dead_lettered += count;
-        *self.reasons.entry(reason.to_string()).or_default() += count;
-    }
-}
 
 /// Everything a batch task needs from its session.
 #[derive(Debug, Clone)]
@@ -69,12 +49,12 @@ enum Outcome {
 
 /// Delivers `batch` (splitting on 413) and writes what failed to the dead letter. Errs only
 /// when the dead letter cannot be written.
-pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Tally> {
+pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Report> {
     let batch_deadline = Instant::now() + delivery.inner.tuning.deadline;
     let deadline = delivery
         .deadline
         .map_or(batch_deadline, |session| session.min(batch_deadline));
-    let mut tally = Tally::default();
+    let mut tally = Report::default();
     let mut failed: Vec<DeadLetterEntry> = Vec::new();
     let mut queue = VecDeque::from([batch]);
     while let Some(batch) = queue.pop_front() {
@@ -100,7 +80,7 @@ pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Tally> {
             continue;
         }
         tracing::warn!(rows, %reason, "Rows go to the dead letter.");
-        tally.dead_letter(&reason, rows);
+        tally.count_dead_letter(&reason, rows);
         failed.extend(
             batch
                 .rows
@@ -127,7 +107,12 @@ fn gzip(batch: &Batch) -> std::io::Result<Bytes> {
 }
 
 /// Sends one body until it is delivered, refused, or out of attempts or time.
-async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut Tally) -> Outcome {
+async fn send(
+    delivery: &Delivery,
+    batch: &Batch,
+    deadline: Instant,
+    tally: &mut Report,
+) -> Outcome {
     let inner = &delivery.inner;
     let body = match gzip(batch) {
         Ok(body) => body,
