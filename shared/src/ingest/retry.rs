@@ -172,6 +172,11 @@ pub fn advice(status: u16, error: &AzureError, dcr_id: &str) -> String {
              collection rule {dcr_id} to the app's service principal (AZURE_CLIENT_ID), then \
              allow up to 30 minutes for the assignment to propagate"
         ),
+        404 if azure.to_ascii_lowercase().contains("stream") => format!(
+            "HTTP 404 ({azure}): the stream is not declared in the rule: the URL's \
+             /streams/<name> (LOGS_INGESTION_STREAM) must be a key of the DCR's \
+             streamDeclarations, e.g. Custom-KeeperAuditEvents, spelled exactly"
+        ),
         404 => format!(
             "HTTP 404 ({azure}): check the DCR immutable id {dcr_id} (properties.immutableId, \
              `dcr-` + 32 hex characters), the stream name, and that the DCR is in the same \
