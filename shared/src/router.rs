@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ingest::{Report, SessionOptions, TransientPolicy};
-use crate::relay::Relay;
+use crate::relay::{Input, Relay};
 use crate::secret::Secret;
 
 /// Largest request body accepted: 6 MB, the Lambda synchronous invocation payload limit
@@ -152,7 +152,15 @@ async fn forward(relay: &Relay, bytes: Bytes, source: String, deadline: Instant)
         deadline: Some(deadline),
         transient: TransientPolicy::Fail,
     };
-    match relay.forward_bytes(bytes, source.clone(), options).await {
+    let forwarded = relay
+        .forward([Input::bytes(source.clone(), bytes)], options)
+        .await
+        .and_then(|mut forwarded| match forwarded.read_errors.pop() {
+            // A body in memory that stops decoding is bad content (corrupt gzip, a bomb).
+            Some(failed) => Err(failed.error),
+            None => Ok(forwarded.report),
+        });
+    match forwarded {
         Ok(report) => answer(&report, &source),
         Err(error) if error.is_transient() => {
             tracing::warn!(source = %source, error = %error, "Request not delivered; asking the client to retry.");

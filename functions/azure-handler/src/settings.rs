@@ -12,6 +12,7 @@ use crate::queue::BodyEncoding;
 /// `FUNCTIONS_CUSTOMHANDLER_PORT` (azure-monitor-protocol.md §5.1).
 pub(crate) const DEFAULT_PORT: u16 = 8080;
 
+#[cfg(test)]
 pub(crate) use logrelay::config::vars::AZURE_DEAD_LETTER_DIR;
 
 /// Settings read from the environment.

@@ -13,7 +13,7 @@ use logrelay::config::{vars, Config, Platform};
 use logrelay::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use logrelay::ingest::{Report, SessionOptions};
 use logrelay::keeper::DecodeOptions;
-use logrelay::relay::Relay;
+use logrelay::relay::{Forwarded, Input, Relay};
 
 /// How often the progress line is redrawn on a terminal.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -41,14 +41,14 @@ pub(crate) struct SendArgs {
 }
 
 /// One input, opened.
-struct Input {
+struct OpenFile {
     name: String,
     reader: Box<dyn Read + Send>,
     size: Option<u64>,
 }
 
 /// Opens every input before sending anything, so a typo fails fast.
-fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
+fn open_inputs(names: &[String]) -> Result<Vec<OpenFile>, String> {
     let names: Vec<String> = if names.is_empty() {
         if io::stdin().is_terminal() {
             return Err(
@@ -66,7 +66,7 @@ fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
         .into_iter()
         .map(|name| {
             if name == "-" {
-                return Ok(Input {
+                return Ok(OpenFile {
                     name: "stdin".into(),
                     reader: Box::new(io::stdin()),
                     size: None,
@@ -74,7 +74,7 @@ fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
             }
             let file = File::open(&name).map_err(|error| format!("cannot open {name}: {error}"))?;
             let size = file.metadata().ok().map(|meta| meta.len());
-            Ok(Input {
+            Ok(OpenFile {
                 name,
                 reader: Box::new(file),
                 size,
@@ -132,34 +132,31 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
         .is_terminal()
         .then(|| spawn_progress(read.clone(), total));
 
-    let mut session = relay.session(SessionOptions::default());
-    let mut input_errors = Vec::new();
-    let mut fatal = None;
-    for input in inputs {
+    // Every file in one session: small files share request bodies.
+    let inputs = inputs.into_iter().map(|input| {
         let reader = Counting {
             inner: input.reader,
             read: read.clone(),
         };
-        match relay
-            .forward_into(&mut session, reader, input.name.clone())
-            .await
-        {
-            Ok(()) => {}
-            Err(error @ logrelay::Error::DeadLetter { .. }) => {
-                fatal = Some(error);
-                break;
-            }
-            Err(error) => input_errors.push(format!("{}: {error}", input.name)),
-        }
-    }
-    let finished = session.finish().await;
+        Input::reader(input.name, reader)
+    });
+    let forwarded = relay.forward(inputs, SessionOptions::default()).await;
     if let Some(progress) = progress {
         progress.abort();
         eprint!("\r\x1b[2K");
     }
-    let report = match (finished, fatal) {
-        (Ok(report), None) => report,
-        (Err(error), _) | (Ok(_), Some(error)) => {
+    let (report, input_errors) = match forwarded {
+        Ok(Forwarded {
+            report,
+            read_errors,
+        }) => {
+            let errors: Vec<String> = read_errors
+                .into_iter()
+                .map(|failed| format!("{}: {}", failed.source, failed.error))
+                .collect();
+            (report, errors)
+        }
+        Err(error) => {
             eprintln!("logrelay: {error}");
             eprintln!("logrelay: stopped: undeliverable events could not be kept, so the run is not complete");
             return Ok(ExitCode::from(1));

@@ -1,7 +1,6 @@
 //! What the Lambda functions do with an invocation: forward the objects a notice names, or
 //! the events an SQS message holds, and say per message what must be retried.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -9,7 +8,7 @@ use bytes::Bytes;
 
 use crate::dead_letter::{raw_text, DeadLetterEntry};
 use crate::ingest::{Report, SessionOptions, TransientPolicy};
-use crate::relay::Relay;
+use crate::relay::{Forwarded, Input, Relay};
 use crate::{Error, Result};
 
 use super::notification::{extract_text, Extracted, ObjectRef};
@@ -202,16 +201,21 @@ impl Forwarder {
                 ..Outcome::default()
             };
         }
-        let bytes = Bytes::copy_from_slice(body.as_bytes());
-        match self
-            .relay
-            .forward_bytes(bytes, source.clone(), Self::options(deadline))
-            .await
-        {
-            Ok(report) => Outcome {
-                retry: report.failed_transient > 0,
-                report,
+        let input = Input::bytes(source.clone(), Bytes::copy_from_slice(body.as_bytes()));
+        match self.relay.forward([input], Self::options(deadline)).await {
+            Ok(forwarded) if forwarded.read_errors.is_empty() => Outcome {
+                retry: forwarded.report.failed_transient > 0,
+                report: forwarded.report,
             },
+            Ok(Forwarded { read_errors, .. }) => {
+                for failed in read_errors {
+                    tracing::warn!(source = %source, error = %failed.error, "Decoding the message failed; it will be retried.");
+                }
+                Outcome {
+                    retry: true,
+                    ..Outcome::default()
+                }
+            }
             Err(error) => {
                 tracing::warn!(source = %source, error = %error, "Forwarding the message failed; it will be retried.");
                 Outcome {
@@ -233,14 +237,9 @@ impl Forwarder {
             event: None,
             raw: Some(raw_text(raw.as_bytes())),
         };
-        match self.relay.dead_letter().write(&[entry]).await {
-            Ok(()) => Outcome {
-                report: Report {
-                    events_in: 1,
-                    dead_lettered: 1,
-                    dead_letter_reasons: BTreeMap::from([(reason.to_string(), 1)]),
-                    ..Report::default()
-                },
+        match self.relay.reject(vec![entry]).await {
+            Ok(report) => Outcome {
+                report,
                 retry: false,
             },
             Err(error) => {
@@ -304,6 +303,7 @@ pub fn sqs_event(value: serde_json::Value) -> Result<SqsEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_session_deadline_keeps_a_margin_before_the_lambda_deadline() {
