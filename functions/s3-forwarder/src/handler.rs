@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use logrelay::aws::forward::{is_sqs_event, log_summary, retry_error, session_deadline, sqs_event};
 use logrelay::aws::{extract, Bodies, Forwarder};
+use logrelay::Error;
 use serde_json::Value;
 
 /// The metrics dimension when the runtime does not name the function.
@@ -35,7 +36,7 @@ pub(crate) async fn function_handler(
             response.batch_item_failures.len(),
             started.elapsed(),
         );
-        return Ok(serde_json::to_value(response)?);
+        return Ok(json(&response));
     }
     let source = format!("lambda-event-{}", context.request_id);
     let outcome = match extract(&payload) {
@@ -60,11 +61,16 @@ pub(crate) async fn function_handler(
         started.elapsed(),
     );
     if outcome.retry {
-        return Err(Box::new(retry_error(&outcome)));
+        return Err(retry_error(&outcome));
     }
     let mut report = outcome.report;
     report.duration = started.elapsed();
-    Ok(serde_json::to_value(&report)?)
+    Ok(json(&report))
+}
+
+/// The answer as JSON; plain structs of numbers and strings always serialise.
+fn json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

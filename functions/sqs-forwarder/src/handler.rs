@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use logrelay::aws::forward::{log_summary, session_deadline};
 use logrelay::aws::{Bodies, Forwarder};
+use logrelay::Error;
 
 /// The metrics dimension when the runtime does not name the function.
 const FUNCTION: &str = "sqs-forwarder";
