@@ -36,7 +36,7 @@ pub const DECODED_CHUNK_BYTES: usize = 1 << 20;
 pub const DECODED_CHANNEL_CHUNKS: usize = 4;
 
 /// The warning logged (once per relay) when events older than two days were seen. Source:
-/// azure-monitor-protocol.md §1.7.
+/// <https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>.
 pub const OLD_EVENTS_WARNING: &str = "Azure replaces TimeGenerated older than 2 days with the arrival time; the original time stays in `timestamp`.";
 
 /// Decoder, ingestor and dead letter wired together. Cheap to clone; build once in `main`.

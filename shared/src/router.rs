@@ -22,7 +22,7 @@ use crate::relay::{Input, Relay};
 use crate::secret::Secret;
 
 /// Largest request body accepted: 6 MB, the Lambda synchronous invocation payload limit
-/// (azure-monitor-protocol.md §4.4). Bigger bodies could not reach the function anyway.
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>). Bigger bodies could not reach the function anyway.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
 /// Time a request may spend delivering when the caller sets no [`RequestDeadline`]: under the

@@ -22,7 +22,7 @@ use crate::{blob, eventhub, queue};
 /// its size) inside JSON; the Functions host itself buffers it, so this only guards the handler.
 pub(crate) const MAX_INVOCATION_BYTES: usize = 256 << 20;
 
-/// Header the host sets on every invocation request (azure-monitor-protocol.md §5.1).
+/// Header the host sets on every invocation request (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
 /// Function names: the folder names under infra/azure/function-app, which the host uses as paths.
@@ -68,7 +68,7 @@ async fn http_disabled() -> impl IntoResponse {
     )
 }
 
-/// The host polls `GET /` until anything answers (azure-monitor-protocol.md §5.1).
+/// The host polls `GET /` until anything answers (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 async fn ready() -> &'static str {
     "logrelay azure-handler ready\n"
 }

@@ -71,7 +71,7 @@ async fn run() -> logrelay::Result<()> {
         queue_encoding: settings.queue_encoding,
     };
     let router = app::routes(state, http);
-    // The host talks to us on loopback only; the port "isn't the public facing port" (§5.1).
+    // The host talks to us on loopback only; the port "isn't the public facing port" (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await

@@ -9,7 +9,7 @@ use logrelay::{Error, Result};
 use crate::queue::BodyEncoding;
 
 /// Port for local runs when the host did not set one. The host always sets
-/// `FUNCTIONS_CUSTOMHANDLER_PORT` (azure-monitor-protocol.md §5.1).
+/// `FUNCTIONS_CUSTOMHANDLER_PORT` (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 pub(crate) const DEFAULT_PORT: u16 = 8080;
 
 #[cfg(test)]

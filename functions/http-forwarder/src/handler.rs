@@ -99,7 +99,7 @@ mod tests {
 
     const TOKEN: &str = "http-token-for-tests";
 
-    /// A Function URL request in the documented payload 2.0 shape (§4.4).
+    /// A Function URL request in the documented payload 2.0 shape (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>).
     fn request(auth: Option<&str>, body: &str, base64: bool) -> ApiGatewayV2httpRequest {
         let mut headers = serde_json::json!({
             "content-type": "application/json",

@@ -43,7 +43,7 @@ impl Cloud {
         }
     }
 
-    /// Entra authority host. Source: azure-monitor-protocol.md §2.2 (national clouds page).
+    /// Entra authority host. Source: <https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud> (national clouds page).
     pub fn authority_host(self) -> &'static str {
         match self {
             Cloud::Public => "https://login.microsoftonline.com",
@@ -52,7 +52,7 @@ impl Cloud {
         }
     }
 
-    /// Token scope for the Logs Ingestion API. Source: azure-monitor-protocol.md §1.2, §2.1.
+    /// Token scope for the Logs Ingestion API. Source: <https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview#headers>.
     pub fn scope(self) -> &'static str {
         match self {
             Cloud::Public => "https://monitor.azure.com/.default",
@@ -275,7 +275,7 @@ fn parse_authority_host(value: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// The cloud a well-known sign-in host belongs to (§2.2, including the older aliases).
+/// The cloud a well-known sign-in host belongs to (<https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud>, including the older aliases).
 fn known_authority_cloud(url: &Url) -> Option<Cloud> {
     let host = url.host_str()?.to_ascii_lowercase();
     match host.as_str() {

@@ -30,7 +30,8 @@ pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 pub const SHORT_LIFETIME: Duration = Duration::from_secs(600);
 
 /// How long one fetch may take before the cache gives up with [`Error::TokenTransport`].
-/// Source: smithy-rs `LazyCache` load timeout (code-style-anchors.md §6).
+/// Source: smithy-rs `LazyCache`'s default load timeout
+/// (<https://docs.rs/aws-smithy-runtime/latest/aws_smithy_runtime/client/identity/struct.LazyCacheBuilder.html>).
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bearer token and its lifetime.

@@ -26,7 +26,7 @@ pub const MIN_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// are at most 900 s, far below it.
 const RELATIVE_DEADLINE_BELOW: Duration = Duration::from_millis(1_000_000_000_000);
 
-/// The SQS `eventSource` of SQS records (azure-monitor-protocol.md §4.2).
+/// The SQS `eventSource` of SQS records (<https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html>).
 const SQS_EVENT_SOURCE: &str = "aws:sqs";
 
 /// Time kept back from `remaining`: a tenth of it, between [`MIN_DEADLINE_MARGIN`] and

@@ -9,13 +9,14 @@ use crate::http::{is_loopback, parse_host_url, require_tls_or_loopback};
 use crate::model::Lookup;
 use crate::{Error, Result};
 
-/// Logs Ingestion API version. Source: azure-monitor-protocol.md §1.1.
+/// Logs Ingestion API version. Source: <https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview>.
 pub const API_VERSION: &str = "2023-01-01";
 
-/// Custom stream names begin with this. Source: azure-monitor-protocol.md §1.1 (DCR structure).
+/// Custom stream names begin with this. Source: the DCR structure page
+/// (<https://learn.microsoft.com/azure/azure-monitor/data-collection/data-collection-rule-structure>).
 pub const CUSTOM_STREAM_PREFIX: &str = "Custom-";
 
-/// DCR immutable ids are `dcr-` followed by this many hex characters. Source: §1.1.
+/// DCR immutable ids are `dcr-` followed by this many hex characters. Source: <https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview>.
 pub const DCR_ID_HEX_LEN: usize = 32;
 
 /// The form of a full endpoint URL, shown in error messages.
@@ -258,7 +259,7 @@ fn validate_dcr_id(name: &str, value: &str) -> Result<String> {
 }
 
 /// Only custom streams: every stream a DCR declares for the Logs Ingestion API begins
-/// `Custom-` (§1.1, DCR structure); `Microsoft-` names are output streams of built-in tables
+/// `Custom-` (<https://learn.microsoft.com/azure/azure-monitor/data-collection/data-collection-rule-structure>); `Microsoft-` names are output streams of built-in tables
 /// and are not posted to directly.
 fn validate_stream(name: &str, value: &str) -> Result<String> {
     let rest = match value.strip_prefix(CUSTOM_STREAM_PREFIX) {

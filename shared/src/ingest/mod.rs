@@ -24,7 +24,7 @@ use pack::{Batch, Packed, Packer};
 use send::{Delivery, MAX_ENTRIES_PER_WRITE};
 pub use tuning::Tuning;
 
-/// What the service enforces on the wire: 1 MiB (413 `ContentLengthLimitExceeded`, §1.6).
+/// What the service enforces on the wire: 1 MiB (413 `ContentLengthLimitExceeded`, <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
 pub const SERVICE_MAX_BODY_BYTES: usize = 1_048_576;
 
 /// What to do with rows whose transient failures outlast the deadline.

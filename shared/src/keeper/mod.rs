@@ -45,11 +45,11 @@ use time::Millis;
 
 pub use frame::MAX_RECORD_BYTES;
 
-/// Longest string Azure keeps in a field: 64 KB (azure-monitor-protocol.md §1.5). Longer
+/// Longest string Azure keeps in a field: 64 KB (<https://learn.microsoft.com/azure/azure-monitor/fundamentals/service-limits#logs-ingestion-api>). Longer
 /// strings are truncated here, deterministically, and counted.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
-/// Azure replaces a `TimeGenerated` older than this with the arrival time (§1.7).
+/// Azure replaces a `TimeGenerated` older than this with the arrival time (<https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>).
 pub const OLD_EVENT_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
 
 /// How input records become rows.
