@@ -5,6 +5,8 @@
 //! `use crate::{a::X, b}` groups) in non-test code, per top-level module. Run alone with
 //! `cargo test -p logrelay --test module_graph -- --nocapture` to print the graph.
 
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] fns are test code too.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! README's configuration table is the settings table (`shared/src/config/vars.rs`), rendered.
 //! When this fails, paste the printed table between README's `settings-table` markers.
 
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] fns are test code too.
+
 const BEGIN: &str = "<!-- settings-table:begin (generated from shared/src/config/vars.rs) -->\n";
 const END: &str = "<!-- settings-table:end -->";
 
