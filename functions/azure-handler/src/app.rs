@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use logrelay::ingest::TransientPolicy;
 use logrelay::router::RouterState;
 
-use crate::forward::{Forwarder, Plan};
+use crate::forward::{Plan, PlanForwarder};
 use crate::invocation::{summary_line, Invocation, Outcome};
 use crate::queue::BodyEncoding;
 use crate::{blob, eventhub, queue};
@@ -33,7 +33,7 @@ pub(crate) const EVENTHUB_FUNCTION: &str = "eventhub-events";
 /// What every invocation shares, built once in `main`.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) forwarder: Arc<dyn Forwarder>,
+    pub(crate) forwarder: Arc<dyn PlanForwarder>,
     pub(crate) queue_encoding: BodyEncoding,
 }
 

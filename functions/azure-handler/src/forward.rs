@@ -2,7 +2,7 @@
 //!
 //! A [`Plan`] is what one invocation asks for: inputs to decode and send, and entries the handler
 //! already knows are undeliverable (a blob that is not base64, an empty queue message). The
-//! [`Forwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
+//! [`PlanForwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
 //! share batches instead of costing a request each.
 
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ pub(crate) fn rejected(
 }
 
 /// Runs a plan: decode every input, send the rows, dead-letter what cannot be delivered.
-pub(crate) trait Forwarder: Send + Sync + std::fmt::Debug {
+pub(crate) trait PlanForwarder: Send + Sync + std::fmt::Debug {
     /// One ingestion session for the whole plan. Err means nothing can be promised (token
     /// transport, dead letter unwritable): the invocation must fail so the host retries.
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>>;
@@ -91,7 +91,7 @@ impl RelayForwarder {
     }
 }
 
-impl Forwarder for RelayForwarder {
+impl PlanForwarder for RelayForwarder {
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
         Box::pin(async move {
             let options = SessionOptions {
@@ -149,7 +149,7 @@ pub(crate) mod fake {
         pub(crate) transient_failure: bool,
     }
 
-    impl Forwarder for Recorder {
+    impl PlanForwarder for Recorder {
         fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
             Box::pin(async move {
                 if let Some(error) = self.fail_with.lock().unwrap().take() {

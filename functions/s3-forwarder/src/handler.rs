@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
 use logrelay::aws::forward::{is_sqs_event, log_summary, retry_error, session_deadline, sqs_event};
-use logrelay::aws::{extract, Bodies, Forwarder};
+use logrelay::aws::{extract, Bodies, LambdaForwarder};
 use logrelay::Error;
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ const FUNCTION: &str = "s3-forwarder";
 /// Handles S3, SNS and EventBridge events directly (a failure fails the invocation, so the
 /// platform retries it) and SQS batches (failures listed per message in `batchItemFailures`).
 pub(crate) async fn function_handler(
-    forwarder: &Forwarder,
+    forwarder: &LambdaForwarder,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
     let started = Instant::now();
@@ -97,7 +97,7 @@ mod tests {
         LambdaEvent::new(payload, context)
     }
 
-    async fn forwarder() -> (Forwarder, Arc<MemoryDeadLetter>) {
+    async fn forwarder() -> (LambdaForwarder, Arc<MemoryDeadLetter>) {
         let dead = Arc::new(MemoryDeadLetter::new());
         let forwarder = logrelay::aws::offline_forwarder(dead.clone())
             .await

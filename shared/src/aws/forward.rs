@@ -96,7 +96,7 @@ pub enum Bodies {
 
 /// The relay and S3 client a function works with; built once per container.
 #[derive(Debug, Clone)]
-pub struct Forwarder {
+pub struct LambdaForwarder {
     /// Decoder, ingestor and dead letter.
     pub relay: Relay,
     /// Object reads.
@@ -107,14 +107,14 @@ pub struct Forwarder {
 
 /// The outcome of one unit of work (an invocation or an SQS message).
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Handled {
     /// Counters over everything forwarded.
     pub report: Report,
     /// Whether the work must be retried (transient failure, deadline, dead letter failure).
     pub retry: bool,
 }
 
-impl Forwarder {
+impl LambdaForwarder {
     fn options(deadline: Instant) -> SessionOptions {
         SessionOptions {
             deadline: Some(deadline),
@@ -123,7 +123,7 @@ impl Forwarder {
     }
 
     /// Forwards every object of `found`, logging test events and ignored notices.
-    pub async fn objects(&self, found: &Extracted, deadline: Instant) -> Outcome {
+    pub async fn objects(&self, found: &Extracted, deadline: Instant) -> Handled {
         if found.test_events > 0 {
             tracing::info!(
                 count = found.test_events,
@@ -133,14 +133,14 @@ impl Forwarder {
         for ignored in &found.ignored {
             tracing::info!(notice = %ignored, "Ignored a notice that is not an object creation.");
         }
-        let mut outcome = Outcome::default();
+        let mut outcome = Handled::default();
         for object in &found.objects {
             self.object(object, deadline, &mut outcome).await;
         }
         outcome
     }
 
-    async fn object(&self, object: &ObjectRef, deadline: Instant, outcome: &mut Outcome) {
+    async fn object(&self, object: &ObjectRef, deadline: Instant, outcome: &mut Handled) {
         if Instant::now() >= deadline {
             tracing::warn!(object = %object.uri(), "No time left; leaving the object for the retry.");
             outcome.retry = true;
@@ -169,7 +169,7 @@ impl Forwarder {
         message: &SqsMessage,
         bodies: Bodies,
         deadline: Instant,
-    ) -> Outcome {
+    ) -> Handled {
         let id = message.message_id.clone().unwrap_or_default();
         let source = format!(
             "sqs://{}/{id}",
@@ -194,16 +194,16 @@ impl Forwarder {
         }
     }
 
-    async fn events(&self, body: &str, source: String, deadline: Instant) -> Outcome {
+    async fn events(&self, body: &str, source: String, deadline: Instant) -> Handled {
         if Instant::now() >= deadline {
-            return Outcome {
+            return Handled {
                 retry: true,
-                ..Outcome::default()
+                ..Handled::default()
             };
         }
         let input = Input::bytes(source.clone(), Bytes::copy_from_slice(body.as_bytes()));
         match self.relay.forward([input], Self::options(deadline)).await {
-            Ok(forwarded) if forwarded.read_errors.is_empty() => Outcome {
+            Ok(forwarded) if forwarded.read_errors.is_empty() => Handled {
                 retry: forwarded.report.failed_transient > 0,
                 report: forwarded.report,
             },
@@ -211,16 +211,16 @@ impl Forwarder {
                 for failed in read_errors {
                     tracing::warn!(source = %source, error = %failed.error, "Decoding the message failed; it will be retried.");
                 }
-                Outcome {
+                Handled {
                     retry: true,
-                    ..Outcome::default()
+                    ..Handled::default()
                 }
             }
             Err(error) => {
                 tracing::warn!(source = %source, error = %error, "Forwarding the message failed; it will be retried.");
-                Outcome {
+                Handled {
                     retry: true,
-                    ..Outcome::default()
+                    ..Handled::default()
                 }
             }
         }
@@ -228,7 +228,7 @@ impl Forwarder {
 
     /// Writes an unusable input to the dead letter. Acknowledged when written; retried when
     /// the dead letter itself fails (the input would otherwise be lost).
-    pub async fn reject(&self, source: &str, raw: &str, reason: &str) -> Outcome {
+    pub async fn reject(&self, source: &str, raw: &str, reason: &str) -> Handled {
         tracing::warn!(source = %source, reason = %reason, "Unusable input; writing it to the dead letter.");
         let entry = DeadLetterEntry {
             reason: reason.to_string(),
@@ -238,15 +238,15 @@ impl Forwarder {
             raw: Some(raw_text(raw.as_bytes())),
         };
         match self.relay.reject(vec![entry]).await {
-            Ok(report) => Outcome {
+            Ok(report) => Handled {
                 report,
                 retry: false,
             },
             Err(error) => {
                 tracing::error!(source = %source, error = %error, "The dead letter failed; the input will be retried.");
-                Outcome {
+                Handled {
                     retry: true,
-                    ..Outcome::default()
+                    ..Handled::default()
                 }
             }
         }
@@ -277,7 +277,7 @@ impl Forwarder {
 }
 
 /// The error an invocation fails with so the platform retries it.
-pub fn retry_error(outcome: &Outcome) -> Error {
+pub fn retry_error(outcome: &Handled) -> Error {
     if outcome.report.failed_transient > 0 {
         return Error::DeadlineExceeded {
             pending: outcome.report.failed_transient,

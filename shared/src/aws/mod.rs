@@ -16,7 +16,7 @@ use crate::relay::Relay;
 use crate::Result;
 
 pub use clients::AwsClients;
-pub use forward::{Bodies, Forwarder, Outcome};
+pub use forward::{Bodies, Handled, LambdaForwarder};
 pub use notification::{extract, extract_text, Extracted, ObjectRef};
 pub use s3::{forward_object, ObjectOutcome, S3DeadLetter};
 pub use secrets::SecretsManagerSource;
@@ -49,7 +49,7 @@ pub fn decode_options(config: &Config) -> DecodeOptions {
 #[derive(Debug, Clone)]
 pub struct Container {
     /// The relay and S3 client the handlers forward through.
-    pub forwarder: Forwarder,
+    pub forwarder: LambdaForwarder,
     /// The SDK clients.
     pub clients: AwsClients,
     /// The settings read at start.
@@ -71,7 +71,7 @@ pub async fn container_from_env() -> Result<Container> {
     };
     let dead_letter = dead_letter_for(&config, &clients)?;
     let relay = Relay::from_config(&config, dead_letter, decode_options(&config), secrets).await?;
-    let forwarder = Forwarder {
+    let forwarder = LambdaForwarder {
         relay,
         s3: clients.s3.clone(),
         budget: config.tuning.deadline,
@@ -85,7 +85,7 @@ pub async fn container_from_env() -> Result<Container> {
 
 /// A forwarder whose Azure, Entra and S3 endpoints are a closed loopback port, writing to
 /// `dead_letter`: for handler tests that must never reach a service.
-pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<Forwarder> {
+pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<LambdaForwarder> {
     const CLOSED: &str = "http://127.0.0.1:9";
     let config = Config::from_lookup(|name| {
         let value = match name {
@@ -110,7 +110,7 @@ pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<F
         now: std::time::SystemTime::now(),
     };
     let relay = Relay::from_config(&config, dead_letter, decode, None).await?;
-    Ok(Forwarder {
+    Ok(LambdaForwarder {
         relay,
         s3: clients.s3,
         budget: config.tuning.deadline,

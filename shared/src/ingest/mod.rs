@@ -21,7 +21,7 @@ pub use crate::model::{EncodedRow, Origin, Report, MAX_BATCH_BYTES};
 use crate::Result;
 pub use endpoint::IngestionEndpoint;
 use pack::{Batch, Packed, Packer};
-use send::{Delivery, MAX_ENTRIES_PER_WRITE};
+use send::{BatchContext, MAX_ENTRIES_PER_WRITE};
 pub use tuning::Tuning;
 
 /// What the service enforces on the wire: 1 MiB (413 `ContentLengthLimitExceeded`, <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
@@ -111,7 +111,7 @@ impl Ingestor {
     ) -> Session {
         let tuning = &self.inner.tuning;
         Session {
-            delivery: Delivery {
+            delivery: BatchContext {
                 inner: self.inner.clone(),
                 dead_letter: dead_letter.clone(),
                 policy: options.transient,
@@ -143,7 +143,7 @@ const MAX_BUFFERED_REJECT_BYTES: usize = 8 << 20;
 /// at most 5,000 (`MAX_ENTRIES_PER_WRITE`) buffered rejects.
 #[derive(Debug)]
 pub struct Session {
-    delivery: Delivery,
+    delivery: BatchContext,
     dead_letter: Arc<dyn DeadLetterSink>,
     packer: Packer,
     permits: Arc<Semaphore>,

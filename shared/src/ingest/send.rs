@@ -1,4 +1,4 @@
-//! Delivery of one batch: gzip, POST, classify, retry with backoff, reauthenticate once on
+//! BatchContext of one batch: gzip, POST, classify, retry with backoff, reauthenticate once on
 //! 401, split on 413, and the dead letter for what cannot be delivered.
 //!
 //! One `x-ms-client-request-id` is used for every attempt of the same body, so Azure support
@@ -28,7 +28,7 @@ const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 
 /// Everything a batch task needs from its session.
 #[derive(Debug, Clone)]
-pub(crate) struct Delivery {
+pub(crate) struct BatchContext {
     pub(crate) inner: Arc<Inner>,
     pub(crate) dead_letter: Arc<dyn DeadLetterSink>,
     pub(crate) policy: TransientPolicy,
@@ -37,7 +37,7 @@ pub(crate) struct Delivery {
 }
 
 /// How one body ended.
-enum Outcome {
+enum SendResult {
     Delivered,
     /// 413: too large for the service.
     TooLarge(String),
@@ -49,7 +49,7 @@ enum Outcome {
 
 /// Delivers `batch` (splitting on 413) and writes what failed to the dead letter. Errs only
 /// when the dead letter cannot be written.
-pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Report> {
+pub(crate) async fn deliver(delivery: BatchContext, batch: Batch) -> Result<Report> {
     let batch_deadline = Instant::now() + delivery.inner.tuning.deadline;
     let deadline = delivery
         .deadline
@@ -60,19 +60,19 @@ pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Report> 
     while let Some(batch) = queue.pop_front() {
         let rows = batch.rows.len() as u64;
         let (reason, transient) = match send(&delivery, &batch, deadline, &mut tally).await {
-            Outcome::Delivered => {
+            SendResult::Delivered => {
                 tally.delivered += rows;
                 continue;
             }
-            Outcome::TooLarge(_) if batch.rows.len() > 1 => {
+            SendResult::TooLarge(_) if batch.rows.len() > 1 => {
                 tracing::debug!(rows, "Splitting a body Azure found too large.");
                 let (first, second) = batch.split();
                 queue.push_front(second);
                 queue.push_front(first);
                 continue;
             }
-            Outcome::TooLarge(reason) | Outcome::Permanent(reason) => (reason, false),
-            Outcome::Exhausted(reason) => (reason, true),
+            SendResult::TooLarge(reason) | SendResult::Permanent(reason) => (reason, false),
+            SendResult::Exhausted(reason) => (reason, true),
         };
         if transient && delivery.policy == TransientPolicy::Fail {
             tracing::warn!(rows, %reason, "Rows not delivered; the invocation will fail so they are retried.");
@@ -108,19 +108,21 @@ fn gzip(batch: &Batch) -> std::io::Result<Bytes> {
 
 /// Sends one body until it is delivered, refused, or out of attempts or time.
 async fn send(
-    delivery: &Delivery,
+    delivery: &BatchContext,
     batch: &Batch,
     deadline: Instant,
     tally: &mut Report,
-) -> Outcome {
+) -> SendResult {
     let inner = &delivery.inner;
     let body = match gzip(batch) {
         Ok(body) => body,
-        Err(error) => return Outcome::Permanent(format!("cannot gzip the request body: {error}")),
+        Err(error) => {
+            return SendResult::Permanent(format!("cannot gzip the request body: {error}"))
+        }
     };
     if body.len() > SERVICE_MAX_BODY_BYTES {
         // Cannot happen for JSON ≤ 1,000,000 bytes; handled like the service's own 413.
-        return Outcome::TooLarge(format!(
+        return SendResult::TooLarge(format!(
             "gzipped body is {} bytes, over the service limit of {SERVICE_MAX_BODY_BYTES}",
             body.len()
         ));
@@ -136,7 +138,7 @@ async fn send(
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted: the deadline passed after {} attempts; last error: {last}",
                 attempt - 1
             ));
@@ -151,7 +153,7 @@ async fn send(
                 last = error.to_string();
                 None
             }
-            Err(error) => return Outcome::Permanent(error.to_string()),
+            Err(error) => return SendResult::Permanent(error.to_string()),
         };
         if let Some(token) = token {
             tally.requests += 1;
@@ -187,22 +189,22 @@ async fn send(
                     );
                     let action = retry::classify(status);
                     if action == RetryAction::Success {
-                        return Outcome::Delivered;
+                        return SendResult::Delivered;
                     }
                     let headers = response.headers().clone();
                     let error_body = read_capped(response).await;
                     let error = AzureError::parse(&headers, &error_body);
                     match action {
-                        RetryAction::Success => return Outcome::Delivered,
+                        RetryAction::Success => return SendResult::Delivered,
                         RetryAction::Split => {
-                            return Outcome::TooLarge(retry::advice(
+                            return SendResult::TooLarge(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
                             ))
                         }
                         RetryAction::Permanent => {
-                            return Outcome::Permanent(retry::advice(
+                            return SendResult::Permanent(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
@@ -218,7 +220,7 @@ async fn send(
                             continue;
                         }
                         RetryAction::Reauthenticate => {
-                            return Outcome::Permanent(retry::advice(
+                            return SendResult::Permanent(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
@@ -236,7 +238,7 @@ async fn send(
             }
         }
         if attempt >= max_attempts {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted after {attempt} attempts; last error: {last}"
             ));
         }
@@ -250,7 +252,7 @@ async fn send(
             ),
         );
         if Instant::now() + delay >= deadline {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted: waiting {delay:?} more would pass the deadline after {attempt} attempts; last error: {last}"
             ));
         }
