@@ -5,7 +5,7 @@ mod handler;
 
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, Error};
+use lambda_http::{service_fn, Error};
 use logrelay::router::{app, RouterState};
 
 #[tokio::main]
@@ -19,8 +19,8 @@ async fn main() -> Result<(), Error> {
     .await?;
     let router = app(RouterState::new(Arc::new(container.forwarder.relay), token));
     let router = &router;
-    lambda_runtime::run(service_fn(move |event| {
-        handler::function_handler(router, event)
+    lambda_http::run(service_fn(move |request| {
+        handler::function_handler(router, request)
     }))
     .await
 }
