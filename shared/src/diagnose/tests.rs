@@ -3,6 +3,9 @@ use std::collections::HashMap;
 
 use super::*;
 use base64::Engine;
+use serde_json::json;
+
+use crate::ingest::retry::AzureError;
 
 const GOOD: &str = "https://keeper-dce-a1b2.eastus-1.ingest.monitor.azure.com/dataCollectionRules/dcr-0123456789abcdef0123456789abcdef/streams/Custom-KeeperAuditEvents?api-version=2023-01-01";
 
