@@ -1,14 +1,13 @@
 //! The dead letter: where every event that cannot be delivered goes, with the reason.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::ingest::EncodedRow;
+use crate::model::BoxFuture;
+use crate::model::EncodedRow;
 use crate::{Error, Result};
 
 /// One undeliverable event.
@@ -28,9 +27,6 @@ pub struct DeadLetterEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
 }
-
-/// A boxed future for dyn-compatible async traits.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Somewhere to write undeliverable events. A failed write is fatal for the run: the
 /// events would otherwise be lost.
@@ -235,7 +231,7 @@ impl DeadLetterSink for MemoryDeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::Origin;
+    use crate::model::Origin;
     use std::sync::Arc;
 
     fn row(json: &str, record: u64) -> EncodedRow {

@@ -83,6 +83,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidConfig`] naming the variable `name`.
+    pub fn invalid(name: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidConfig {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// Whether retrying the same work later may succeed (throttling, outages, timeouts).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -92,5 +100,55 @@ impl Error {
             Error::Io { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// The variant's name: the error's type for platforms that categorise failures (Lambda's
+    /// `errorType`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::MissingConfig { .. } => "MissingConfig",
+            Error::InvalidConfig { .. } => "InvalidConfig",
+            Error::Token { .. } => "Token",
+            Error::TokenTransport { .. } => "TokenTransport",
+            Error::Ingestion { .. } => "Ingestion",
+            Error::Decode { .. } => "Decode",
+            Error::Io { .. } => "Io",
+            Error::DeadLetter { .. } => "DeadLetter",
+            Error::Path { .. } => "Path",
+            Error::Aws { .. } => "Aws",
+            Error::DeadlineExceeded { .. } => "DeadlineExceeded",
+        }
+    }
+}
+
+/// A failed Lambda invocation carries a typed `errorType` (`logrelay.DeadlineExceeded`, ...)
+/// instead of the boxed error's Rust type name (Lambda runtime API, "Invocation error":
+/// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html#runtimes-api-invokeerror>).
+#[cfg(feature = "aws")]
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(error: Error) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: format!("logrelay.{}", error.kind()),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn a_lambda_diagnostic_names_the_error_kind_and_keeps_the_message() {
+        let diagnostic = lambda_runtime::Diagnostic::from(Error::DeadlineExceeded { pending: 3 });
+        assert_eq!(diagnostic.error_type, "logrelay.DeadlineExceeded");
+        assert!(
+            diagnostic.error_message.contains("3 events"),
+            "{}",
+            diagnostic.error_message
+        );
     }
 }

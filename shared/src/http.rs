@@ -51,6 +51,21 @@ pub fn build_client(request_timeout: Duration) -> Result<reqwest::Client> {
         })
 }
 
+/// A host given with or without its scheme (https assumed), as a URL.
+pub(crate) fn parse_host_url(name: &str, value: &str, example: &str) -> Result<Url> {
+    let with_scheme = if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("https://{value}")
+    };
+    Url::parse(&with_scheme).map_err(|error| {
+        Error::invalid(
+            name,
+            format!("`{value}` is not a URL ({error}); expected e.g. {example}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod http;
 pub mod ingest;
 pub mod keeper;
 pub mod metrics;
+pub mod model;
 pub mod relay;
 pub mod schema;
 pub mod secret;

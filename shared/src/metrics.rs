@@ -1,62 +1,28 @@
-//! Metrics: CloudWatch embedded-metric-format lines from a [`crate::ingest::Report`], and the
+//! Metrics: CloudWatch embedded-metric-format lines from a [`Report`], and the
 //! one list of counter names every binary prints.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::ingest::Report;
+use crate::model::{Metric, Report};
 
 /// Dimension every metric carries. EMF specification: `Dimensions` is an array of dimension
 /// sets, each an array of member names present at the top level of the line.
 pub const FUNCTION_NAME_DIMENSION: &str = "FunctionName";
 
-/// The counters published as metrics, in order, with their EMF unit.
-/// Units are from the CloudWatch `StandardUnit` list (`Count`, `Bytes`).
-const METRICS: &[(&str, &str)] = &[
-    ("EventsIn", "Count"),
-    ("Delivered", "Count"),
-    ("DeadLettered", "Count"),
-    ("FailedTransient", "Count"),
-    ("Requests", "Count"),
-    ("Retries", "Count"),
-    ("Throttled", "Count"),
-    ("TokenFetches", "Count"),
-    ("BytesSent", "Bytes"),
-];
-
-/// The report's counters by name, in the order people read them. The CLI summary, the Lambda
-/// logs and the Azure handler's logs all print exactly these names.
+/// The report's counters by name, in the order people read them ([`Report::counters`]). The
+/// CLI summary, the Lambda logs and the Azure handler's logs all print exactly these names.
 pub fn summary_fields(report: &Report) -> Vec<(&'static str, u64)> {
-    vec![
-        ("events_in", report.events_in),
-        ("delivered", report.delivered),
-        ("dead_lettered", report.dead_lettered),
-        ("failed_transient", report.failed_transient),
-        ("requests", report.requests),
-        ("retries", report.retries),
-        ("throttled", report.throttled),
-        ("token_fetches", report.token_fetches),
-        ("bytes_sent", report.bytes_sent),
-        ("bytes_uncompressed", report.bytes_uncompressed),
-        ("truncated_fields", report.truncated_fields),
-        ("old_events", report.old_events),
-    ]
+    report.counters().collect()
 }
 
-/// The value of each published metric.
-fn metric_values(report: &Report) -> [u64; METRICS.len()] {
-    [
-        report.events_in,
-        report.delivered,
-        report.dead_lettered,
-        report.failed_transient,
-        report.requests,
-        report.retries,
-        report.throttled,
-        report.token_fetches,
-        report.bytes_sent,
-    ]
+/// The published metrics and their values, in [`Report::COUNTERS`] order.
+fn metrics(report: &Report) -> impl Iterator<Item = (Metric, u64)> + '_ {
+    Report::COUNTERS
+        .iter()
+        .zip(report.counters())
+        .filter_map(|((_, metric), (_, value))| metric.map(|metric| (metric, value)))
 }
 
 /// One CloudWatch embedded-metric-format JSON line (no trailing newline), stamped now.
@@ -70,9 +36,8 @@ pub fn emf_line(namespace: &str, function_name: &str, report: &Report) -> String
 
 /// [`emf_line`] with an explicit timestamp (milliseconds since the Unix epoch).
 pub fn emf_line_at(namespace: &str, function_name: &str, report: &Report, millis: u128) -> String {
-    let definitions: Vec<Value> = METRICS
-        .iter()
-        .map(|(name, unit)| json!({ "Name": name, "Unit": unit }))
+    let definitions: Vec<Value> = metrics(report)
+        .map(|(metric, _)| json!({ "Name": metric.name, "Unit": metric.unit }))
         .collect();
     let mut line = Map::new();
     line.insert(
@@ -88,8 +53,8 @@ pub fn emf_line_at(namespace: &str, function_name: &str, report: &Report, millis
         }),
     );
     line.insert(FUNCTION_NAME_DIMENSION.into(), json!(function_name));
-    for ((name, _), value) in METRICS.iter().zip(metric_values(report)) {
-        line.insert((*name).into(), json!(value));
+    for (metric, value) in metrics(report) {
+        line.insert(metric.name.into(), json!(value));
     }
     Value::Object(line).to_string()
 }

@@ -20,7 +20,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::auth::{self, TokenCache};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::dead_letter::DeadLetterSink;
+use crate::dead_letter::{DeadLetterEntry, DeadLetterSink};
 use crate::ingest::{Ingestor, Report, Session, SessionOptions};
 use crate::keeper::{DecodeOptions, DecodeStats, Decoded, RowReader};
 use crate::Result;
@@ -36,7 +36,7 @@ pub const DECODED_CHUNK_BYTES: usize = 1 << 20;
 pub const DECODED_CHANNEL_CHUNKS: usize = 4;
 
 /// The warning logged (once per relay) when events older than two days were seen. Source:
-/// azure-monitor-protocol.md §1.7.
+/// <https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>.
 pub const OLD_EVENTS_WARNING: &str = "Azure replaces TimeGenerated older than 2 days with the arrival time; the original time stays in `timestamp`.";
 
 /// Decoder, ingestor and dead letter wired together. Cheap to clone; build once in `main`.
@@ -46,6 +46,78 @@ pub struct Relay {
     dead_letter: Arc<dyn DeadLetterSink>,
     decode: DecodeOptions,
     warned_old_events: Arc<AtomicBool>,
+}
+
+/// One input to [`Relay::forward`].
+pub enum Input {
+    /// Bytes already in memory (a request or message body, an Event Hub event, a blob).
+    Bytes { source: String, bytes: Bytes },
+    /// A stream read on the decoding thread (a file, stdin, an S3 object body).
+    Reader {
+        source: String,
+        reader: Box<dyn Read + Send>,
+    },
+    /// Something the caller already knows is undeliverable: straight to the dead letter.
+    Rejected(DeadLetterEntry),
+}
+
+impl Input {
+    /// Bytes in memory; `source` names them in dead letters and messages.
+    pub fn bytes(source: impl Into<String>, bytes: impl Into<Bytes>) -> Input {
+        Input::Bytes {
+            source: source.into(),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// A blocking reader.
+    pub fn reader(source: impl Into<String>, reader: impl Read + Send + 'static) -> Input {
+        Input::Reader {
+            source: source.into(),
+            reader: Box::new(reader),
+        }
+    }
+
+    /// An async reader (an S3 body); the bridge blocks on the runtime from the decoding
+    /// thread, never from a worker.
+    pub fn async_reader(
+        source: impl Into<String>,
+        reader: impl AsyncRead + Send + Unpin + 'static,
+    ) -> Input {
+        Input::reader(source, SyncIoBridge::new(reader))
+    }
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Bytes { source, bytes } => {
+                write!(f, "Input::Bytes({source}, {} bytes)", bytes.len())
+            }
+            Input::Reader { source, .. } => write!(f, "Input::Reader({source})"),
+            Input::Rejected(entry) => write!(f, "Input::Rejected({})", entry.source),
+        }
+    }
+}
+
+/// What [`Relay::forward`] did.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// Counters over every input.
+    pub report: Report,
+    /// Inputs whose reading stopped early, in order.
+    pub read_errors: Vec<ReadError>,
+}
+
+/// An input whose reading failed after the rows before the failure were sent.
+#[derive(Debug)]
+pub struct ReadError {
+    /// The input's name.
+    pub source: String,
+    /// What failed: transient for a dropped stream, permanent for bad content (corrupt gzip).
+    pub error: crate::Error,
+    /// The input, when it was bytes in memory (so a caller can keep it in the dead letter).
+    pub bytes: Option<Bytes>,
 }
 
 /// What the decoding thread sends.
@@ -113,49 +185,86 @@ impl Relay {
         self.ingestor.session(self.dead_letter.clone(), options)
     }
 
-    /// Decodes and sends one whole input in its own session.
+    /// THE way to forward: decodes and sends every input, in order, in one session (so small
+    /// inputs share request bodies), and reports. Every binary calls this: the CLI with its
+    /// files, the Lambda functions with S3 objects and SQS bodies, the HTTP routes with a
+    /// request body, the Azure handler with an invocation's inputs.
     ///
-    /// An I/O error from `reader` is returned after the rows decoded before it were sent: the
-    /// error is transient, and the caller retries the source (rows carry a stable `EventId`).
-    pub async fn forward_reader(
+    /// An input whose reading fails part-way (after its rows so far were sent) is listed in
+    /// [`Forwarded::read_errors`] and the next input goes on. Errs only when the dead letter
+    /// cannot be written: events would be lost, so the run stops.
+    pub async fn forward(
         &self,
-        reader: impl Read + Send + 'static,
-        source: String,
+        inputs: impl IntoIterator<Item = Input>,
         options: SessionOptions,
-    ) -> Result<Report> {
+    ) -> Result<Forwarded> {
         let mut session = self.session(options);
-        let forwarded = self.forward_into(&mut session, reader, source).await;
-        let report = session.finish().await?;
-        forwarded.map(|()| report)
+        let mut read_errors = Vec::new();
+        let mut fatal = None;
+        for input in inputs {
+            let (source, forwarded, bytes) = match input {
+                Input::Rejected(entry) => match session.reject(entry).await {
+                    Ok(()) => continue,
+                    Err(error) => {
+                        fatal = Some(error);
+                        break;
+                    }
+                },
+                Input::Bytes { source, bytes } => {
+                    let forwarded = self
+                        .forward_into(&mut session, bytes.clone().reader(), source.clone())
+                        .await;
+                    (source, forwarded, Some(bytes))
+                }
+                Input::Reader { source, reader } => {
+                    let forwarded = self
+                        .forward_into(&mut session, reader, source.clone())
+                        .await;
+                    (source, forwarded, None)
+                }
+            };
+            match forwarded {
+                Ok(()) => {}
+                Err(error @ crate::Error::DeadLetter { .. }) => {
+                    fatal = Some(error);
+                    break;
+                }
+                Err(error) => read_errors.push(ReadError {
+                    source,
+                    error,
+                    bytes,
+                }),
+            }
+        }
+        let finished = session.finish().await;
+        match (finished, fatal) {
+            (Ok(report), None) => Ok(Forwarded {
+                report,
+                read_errors,
+            }),
+            (Err(error), _) | (Ok(_), Some(error)) => Err(error),
+        }
     }
 
-    /// [`Relay::forward_reader`] for an async reader (an S3 body, a request body).
-    pub async fn forward_async_reader(
-        &self,
-        reader: impl AsyncRead + Send + Unpin + 'static,
-        source: String,
-        options: SessionOptions,
-    ) -> Result<Report> {
-        // The bridge blocks on the runtime from the decoding thread, never from a worker.
-        self.forward_reader(SyncIoBridge::new(reader), source, options)
-            .await
+    /// Writes entries the caller knows are undeliverable straight to the dead letter and
+    /// counts them (each one event in, dead-lettered). Errs when the dead letter fails.
+    pub async fn reject(&self, entries: Vec<DeadLetterEntry>) -> Result<Report> {
+        let mut report = Report::default();
+        if entries.is_empty() {
+            return Ok(report);
+        }
+        self.dead_letter.write(&entries).await?;
+        for entry in &entries {
+            report.events_in += 1;
+            report.count_dead_letter(&entry.reason, 1);
+        }
+        Ok(report)
     }
 
-    /// [`Relay::forward_reader`] for bytes already in memory.
-    pub async fn forward_bytes(
-        &self,
-        bytes: Bytes,
-        source: String,
-        options: SessionOptions,
-    ) -> Result<Report> {
-        self.forward_reader(bytes.reader(), source, options).await
-    }
-
-    /// Decodes `reader` into an existing session, so many inputs share one session and one
-    /// report (the CLI). Rows and rejects are pushed; conversion counters are added. Errs on
-    /// an I/O error of the reader (after pushing what came before it) or when the dead letter
-    /// cannot be written.
-    pub async fn forward_into(
+    /// Decodes `reader` into `session`. Rows and rejects are pushed; conversion counters are
+    /// added. Errs on an I/O error of the reader (after pushing what came before it) or when
+    /// the dead letter cannot be written.
+    async fn forward_into(
         &self,
         session: &mut Session,
         reader: impl Read + Send + 'static,
@@ -311,13 +420,13 @@ mod tests {
         let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
         let input = format!("{}not json at all\n{}", ndjson(0..2), ndjson(2..3));
         let report = relay
-            .forward_bytes(
-                Bytes::from(input),
-                "events.ndjson".into(),
+            .forward(
+                [Input::bytes("events.ndjson", input)],
                 SessionOptions::default(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert_eq!(report.events_in, 4);
         assert_eq!((report.delivered, report.dead_lettered), (3, 1));
         assert_eq!(report.old_events, 3, "2025 events are older than two days");
@@ -333,14 +442,12 @@ mod tests {
     async fn many_rows_flow_through_the_bounded_channel_with_backpressure() {
         let server = Server::start(|_, _| reply(204)).await;
         let (relay, _) = relay(&server, 20_000);
+        let input = Input::reader("big.ndjson", Cursor::new(ndjson(0..5_000).into_bytes()));
         let report = relay
-            .forward_reader(
-                Cursor::new(ndjson(0..5_000).into_bytes()),
-                "big.ndjson".into(),
-                SessionOptions::default(),
-            )
+            .forward([input], SessionOptions::default())
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert_eq!(report.delivered, 5_000);
         assert_eq!(usernames(&server).len(), 5_000);
         assert!(report.requests > 10);
@@ -351,10 +458,12 @@ mod tests {
         let server = Server::start(|_, _| reply(204)).await;
         let (relay, _) = relay(&server, MAX_BATCH_BYTES);
         let reader = Cursor::new(ndjson(0..10).into_bytes());
+        let input = Input::async_reader("s3://bucket/key", reader);
         let report = relay
-            .forward_async_reader(reader, "s3://bucket/key".into(), SessionOptions::default())
+            .forward([input], SessionOptions::default())
             .await
-            .unwrap();
+            .unwrap()
+            .report;
         assert_eq!(report.delivered, 10);
     }
 
@@ -378,27 +487,35 @@ mod tests {
         let server = Server::start(|_, _| reply(204)).await;
         let (relay, _) = relay(&server, MAX_BATCH_BYTES);
         let reader = FailsAfter(Cursor::new(ndjson(0..3).into_bytes()));
-        let error = relay
-            .forward_reader(reader, "events.ndjson".into(), SessionOptions::default())
+        let forwarded = relay
+            .forward(
+                [
+                    Input::reader("events.ndjson", reader),
+                    Input::bytes("next.ndjson", ndjson(3..4)),
+                ],
+                SessionOptions::default(),
+            )
             .await
-            .unwrap_err();
-        assert!(error.is_transient(), "{error}");
-        assert_eq!(usernames(&server).len(), 3);
+            .unwrap();
+        let [failed] = forwarded.read_errors.as_slice() else {
+            panic!("{:?}", forwarded.read_errors);
+        };
+        assert!(failed.error.is_transient(), "{}", failed.error);
+        assert_eq!(failed.source, "events.ndjson");
+        assert_eq!(usernames(&server).len(), 4, "the next input still goes");
     }
 
     #[tokio::test]
     async fn many_inputs_share_one_session_and_one_report() {
         let server = Server::start(|_, _| reply(204)).await;
         let (relay, _) = relay(&server, MAX_BATCH_BYTES);
-        let mut session = relay.session(SessionOptions::default());
-        for (name, range) in [("a.ndjson", 0..4), ("b.ndjson", 4..7)] {
-            let input = Cursor::new(ndjson(range).into_bytes());
-            relay
-                .forward_into(&mut session, input, name.into())
-                .await
-                .unwrap();
-        }
-        let report = session.finish().await.unwrap();
+        let inputs = [("a.ndjson", 0..4), ("b.ndjson", 4..7)]
+            .map(|(name, range)| Input::reader(name, Cursor::new(ndjson(range).into_bytes())));
+        let report = relay
+            .forward(inputs, SessionOptions::default())
+            .await
+            .unwrap()
+            .report;
         assert_eq!((report.events_in, report.delivered), (7, 7));
         assert_eq!(report.requests, 1, "small inputs share one body");
         assert_eq!(report.old_events, 7);
@@ -420,13 +537,42 @@ mod tests {
         // Enough bad lines to force a dead-letter write before the input ends.
         let input: String = (0..6_000).map(|_| "garbage\n").collect();
         let error = relay
-            .forward_bytes(
-                Bytes::from(input),
-                "bad.ndjson".into(),
+            .forward(
+                [Input::bytes("bad.ndjson", input)],
                 SessionOptions::default(),
             )
             .await
             .unwrap_err();
         assert!(matches!(error, crate::Error::DeadLetter { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn rejected_inputs_are_dead_lettered_and_counted_with_the_rest() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
+        let entry = |reason: &str| DeadLetterEntry {
+            reason: reason.into(),
+            source: "queue message 7".into(),
+            record: None,
+            event: None,
+            raw: Some("%%".into()),
+        };
+        let inputs = [
+            Input::Rejected(entry("not base64")),
+            Input::bytes("a", ndjson(0..2)),
+        ];
+        let report = relay
+            .forward(inputs, SessionOptions::default())
+            .await
+            .unwrap()
+            .report;
+        assert_eq!(
+            (report.events_in, report.delivered, report.dead_lettered),
+            (3, 2, 1)
+        );
+        let alone = relay.reject(vec![entry("empty message")]).await.unwrap();
+        assert_eq!((alone.events_in, alone.dead_lettered), (1, 1));
+        assert_eq!(alone.dead_letter_reasons["empty message"], 1);
+        assert_eq!(dead.entries().len(), 2);
     }
 }

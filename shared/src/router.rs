@@ -18,11 +18,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ingest::{Report, SessionOptions, TransientPolicy};
-use crate::relay::Relay;
+use crate::relay::{Input, Relay};
 use crate::secret::Secret;
 
 /// Largest request body accepted: 6 MB, the Lambda synchronous invocation payload limit
-/// (azure-monitor-protocol.md §4.4). Bigger bodies could not reach the function anyway.
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>). Bigger bodies could not reach the function anyway.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
 /// Time a request may spend delivering when the caller sets no [`RequestDeadline`]: under the
@@ -152,7 +152,15 @@ async fn forward(relay: &Relay, bytes: Bytes, source: String, deadline: Instant)
         deadline: Some(deadline),
         transient: TransientPolicy::Fail,
     };
-    match relay.forward_bytes(bytes, source.clone(), options).await {
+    let forwarded = relay
+        .forward([Input::bytes(source.clone(), bytes)], options)
+        .await
+        .and_then(|mut forwarded| match forwarded.read_errors.pop() {
+            // A body in memory that stops decoding is bad content (corrupt gzip, a bomb).
+            Some(failed) => Err(failed.error),
+            None => Ok(forwarded.report),
+        });
+    match forwarded {
         Ok(report) => answer(&report, &source),
         Err(error) if error.is_transient() => {
             tracing::warn!(source = %source, error = %error, "Request not delivered; asking the client to retry.");
@@ -175,14 +183,18 @@ fn retry_later(body: serde_json::Value) -> Response {
 
 /// The status for a finished request: 503 when rows are still failing transiently (the
 /// client resends; rows carry a stable `EventId`), 400 when every event was malformed, else 200.
+/// The report also rides along as a response extension, so a caller (the Lambda handler's
+/// metrics) takes it as a value instead of parsing the JSON body back.
 fn answer(report: &Report, source: &str) -> Response {
+    let mut response = answer_body(report, source);
+    response.extensions_mut().insert(report.clone());
+    response
+}
+
+fn answer_body(report: &Report, source: &str) -> Response {
     tracing::info!(
         source = %source,
-        events_in = report.events_in,
-        delivered = report.delivered,
-        dead_lettered = report.dead_lettered,
-        failed_transient = report.failed_transient,
-        retries = report.retries,
+        counters = %report.summary_line(),
         duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         "Request forwarded."
     );

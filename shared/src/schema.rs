@@ -4,10 +4,10 @@
 use serde_json::{json, Value};
 
 /// The DCR stream rows are sent to by default. Stream names must begin `Custom-`
-/// (azure-monitor-protocol.md §1.1).
+/// (<https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview>).
 pub const DEFAULT_STREAM: &str = "Custom-KeeperAuditEvents";
 
-/// The Log Analytics table the DCR writes to; custom tables end `_CL` (§1.7).
+/// The Log Analytics table the DCR writes to; custom tables end `_CL` (<https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>).
 pub const DEFAULT_TABLE: &str = "KeeperAuditEvents_CL";
 
 /// The DCR transform: rows already carry the event's own `TimeGenerated`, so keep it.
@@ -17,9 +17,9 @@ pub const TRANSFORM_KQL: &str = "source";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Column {
     pub name: &'static str,
-    /// Stream declaration type: string, int, long, real, boolean, dynamic, datetime (§1.7).
+    /// Stream declaration type: string, int, long, real, boolean, dynamic, datetime (<https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>).
     pub stream_type: &'static str,
-    /// Table column type: string, int, long, real, boolean, dateTime, dynamic, guid (§1.7).
+    /// Table column type: string, int, long, real, boolean, dateTime, dynamic, guid (<https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>).
     pub table_type: &'static str,
     pub description: &'static str,
 }

@@ -1,4 +1,7 @@
-//! Tracing set-up: JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=json`), human output on a terminal.
+//! Tracing set-up: JSON in Lambda (`AWS_LAMBDA_LOG_FORMAT=json`), human output elsewhere,
+//! coloured only when stderr is a terminal (a pipe or a file gets no ANSI codes).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +33,10 @@ pub fn init() {
             .with_ansi(false)
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     // A second init (tests, or a binary that already set one up) is harmless.
     drop(result);

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use logrelay::ingest::TransientPolicy;
 use logrelay::router::RouterState;
 
-use crate::forward::{Forwarder, Plan};
+use crate::forward::{Plan, PlanForwarder};
 use crate::invocation::{summary_line, Invocation, Outcome};
 use crate::queue::BodyEncoding;
 use crate::{blob, eventhub, queue};
@@ -26,7 +26,7 @@ use crate::{blob, eventhub, queue};
 /// its size) inside JSON; the Functions host itself buffers it, so this only guards the handler.
 pub(crate) const MAX_INVOCATION_BYTES: usize = 256 << 20;
 
-/// Header the host sets on every invocation request (azure-monitor-protocol.md §5.1).
+/// Header the host sets on every invocation request (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 pub(crate) const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
 /// Function names: the folder names under infra/azure/function-app, which the host uses as
@@ -43,7 +43,7 @@ pub(crate) use classic_http::HTTP_FUNCTION;
 /// What every invocation shares, built once in `main`.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) forwarder: Arc<dyn Forwarder>,
+    pub(crate) forwarder: Arc<dyn PlanForwarder>,
     pub(crate) queue_encoding: BodyEncoding,
 }
 
@@ -81,7 +81,7 @@ async fn http_disabled() -> impl IntoResponse {
     )
 }
 
-/// The host polls `GET /` until anything answers (azure-monitor-protocol.md §5.1).
+/// The host polls `GET /` until anything answers (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 async fn ready() -> &'static str {
     "logrelay azure-handler ready\n"
 }
@@ -153,14 +153,7 @@ async fn invoke(
             tracing::info!(
                 function,
                 invocation_id,
-                events_in = report.events_in,
-                delivered = report.delivered,
-                dead_lettered = report.dead_lettered,
-                failed_transient = report.failed_transient,
-                retries = report.retries,
-                throttled = report.throttled,
-                token_fetches = report.token_fetches,
-                bytes_sent = report.bytes_sent,
+                counters = %report.summary_line(),
                 "Invocation finished."
             );
             if report.failed_transient > 0 {

@@ -1,7 +1,7 @@
 //! Blob trigger (`blob_events`): one blob, any Keeper container, gzip or not.
 //!
 //! With `dataType: binary` the host serialises the blob's bytes as a base64 JSON string in
-//! `Data.blob` (azure-monitor-protocol.md §5.5). A binding left at `dataType: string` sends
+//! `Data.blob` (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>). A binding left at `dataType: string` sends
 //! the text wrapped as JSON text instead; both are accepted.
 
 use base64::Engine;

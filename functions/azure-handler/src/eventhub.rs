@@ -1,6 +1,6 @@
 //! Event Hub trigger (`eventhub_events`, `cardinality: many`, `dataType: string`).
 //!
-//! `Data.events` is JSON text of an array of event bodies (azure-monitor-protocol.md §5.5);
+//! `Data.events` is JSON text of an array of event bodies (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>);
 //! each element is one Keeper event or a container of events (a JSON array, NDJSON...). The
 //! elements become the inputs of one plan, so they share request batches.
 

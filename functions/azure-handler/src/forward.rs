@@ -2,23 +2,18 @@
 //!
 //! A [`Plan`] is what one invocation asks for: inputs to decode and send, and entries the handler
 //! already knows are undeliverable (a blob that is not base64, an empty queue message). The
-//! [`Forwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
+//! [`PlanForwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
 //! share batches instead of costing a request each.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
 use logrelay::dead_letter::{raw_text, DeadLetterEntry};
 use logrelay::ingest::{Report, SessionOptions, TransientPolicy};
-use logrelay::keeper::DecodeOptions;
-use logrelay::relay::Relay;
-use logrelay::{Error, Result};
-
-/// A boxed future for the dyn-compatible trait.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use logrelay::model::BoxFuture;
+use logrelay::relay::{self, Relay};
+use logrelay::Result;
 
 /// One byte source to decode (any Keeper container: JSON, NDJSON, CSV, syslog, gzip).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +70,7 @@ pub(crate) fn rejected(
 }
 
 /// Runs a plan: decode every input, send the rows, dead-letter what cannot be delivered.
-pub(crate) trait Forwarder: Send + Sync + std::fmt::Debug {
+pub(crate) trait PlanForwarder: Send + Sync + std::fmt::Debug {
     /// One ingestion session for the whole plan. Err means nothing can be promised (token
     /// transport, dead letter unwritable): the invocation must fail so the host retries.
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>>;
@@ -96,64 +91,42 @@ impl RelayForwarder {
     }
 }
 
-impl Forwarder for RelayForwarder {
+impl PlanForwarder for RelayForwarder {
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
         Box::pin(async move {
             let options = SessionOptions {
                 deadline: Some(Instant::now() + self.deadline),
                 transient,
             };
-            // A relay for this invocation with "now" refreshed: the old-event check compares
-            // against it, and this process lives for days. Clones share the token cache.
-            let decode = DecodeOptions {
-                now: SystemTime::now(),
-                ..self.relay.decode_options().clone()
-            };
-            let relay = Relay::new(
-                self.relay.ingestor().clone(),
-                self.relay.dead_letter().clone(),
-                decode,
+            // The relay is the process's one (built in main): its old-event warning is logged
+            // once per process, and "now" is taken per input for the old-event check.
+            let inputs = plan.rejects.into_iter().map(relay::Input::Rejected).chain(
+                plan.inputs
+                    .into_iter()
+                    .map(|input| relay::Input::bytes(input.source, input.bytes)),
             );
-            let mut session = relay.session(options);
-            let mut failure = None;
-            for entry in plan.rejects {
-                if let Err(error) = session.reject(entry).await {
-                    failure = Some(error);
-                    break;
-                }
-            }
-            for input in plan.inputs {
-                if failure.is_some() {
-                    break;
-                }
-                let raw = input.bytes.clone();
-                let forwarded = relay
-                    .forward_into(&mut session, raw.clone().reader(), input.source.clone())
-                    .await;
-                match forwarded {
-                    Ok(()) => {}
-                    // The dead letter is unwritable: nothing can be promised, fail the invocation.
-                    Err(error @ Error::DeadLetter { .. }) => failure = Some(error),
-                    // The bytes are in memory, so a read error is bad content (corrupt gzip, a
-                    // gzip bomb): retrying cannot help. Keep the input in the dead letter.
-                    Err(error) => {
-                        let entry = rejected(
-                            format!("{error} (rows decoded before this point were delivered)"),
-                            input.source,
-                            None,
-                            &raw,
-                        );
-                        if let Err(error) = session.reject(entry).await {
-                            failure = Some(error);
-                        }
-                    }
-                }
-            }
-            let report = session.finish().await?;
-            match failure {
-                Some(error) => Err(error),
-                None => Ok(report),
-            }
+            let forwarded = self.relay.forward(inputs, options).await?;
+            let mut report = forwarded.report;
+            // The bytes are in memory, so a read error is bad content (corrupt gzip, a gzip
+            // bomb): retrying cannot help. Keep the input in the dead letter.
+            let rejects: Vec<DeadLetterEntry> = forwarded
+                .read_errors
+                .into_iter()
+                .map(|failed| {
+                    let raw = failed.bytes.unwrap_or_default();
+                    rejected(
+                        format!(
+                            "{} (rows decoded before this point were delivered)",
+                            failed.error
+                        ),
+                        failed.source,
+                        None,
+                        &raw,
+                    )
+                })
+                .collect();
+            report += self.relay.reject(rejects).await?;
+            Ok(report)
         })
     }
 }
@@ -176,7 +149,7 @@ pub(crate) mod fake {
         pub(crate) transient_failure: bool,
     }
 
-    impl Forwarder for Recorder {
+    impl PlanForwarder for Recorder {
         fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
             Box::pin(async move {
                 if let Some(error) = self.fail_with.lock().unwrap().take() {

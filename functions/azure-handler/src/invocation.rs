@@ -1,5 +1,5 @@
 //! The custom handler protocol: the host's invocation request (`Data`/`Metadata`) and the
-//! handler's answer (`Outputs`/`Logs`/`ReturnValue`). Source: azure-monitor-protocol.md §5.2–5.3.
+//! handler's answer (`Outputs`/`Logs`/`ReturnValue`). Source: <https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers#request-payload>.
 //!
 //! The host turns strings, numbers and arrays into JSON *text* (`JsonConvert.SerializeObject`),
 //! so a queue message `{"a":1}` arrives as the string `"{\"a\":1}"` with quotes included, while

@@ -18,12 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use logrelay::config::Config;
+use logrelay::config::{Config, HttpToken, Platform};
 use logrelay::dead_letter::LocalDirDeadLetter;
 use logrelay::keeper::DecodeOptions;
 use logrelay::relay::Relay;
 use logrelay::router::RouterState;
-use logrelay::secret::Secret;
 
 use crate::app::AppState;
 use crate::forward::RelayForwarder;
@@ -45,7 +44,7 @@ async fn main() -> ExitCode {
 async fn run() -> logrelay::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let settings = Settings::from_lookup(env)?;
-    let config = Config::from_env()?;
+    let config = Config::from_env(Platform::Azure)?;
     let dead_letter = Arc::new(LocalDirDeadLetter::new(settings.dead_letter_dir.clone()));
     let decode = DecodeOptions {
         schema: settings.schema.clone(),
@@ -60,11 +59,8 @@ async fn run() -> logrelay::Result<()> {
         port = settings.port,
         "Custom handler configured."
     );
-    let http = match std::env::var("LOGRELAY_HTTP_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => Some(RouterState::new(
-            Arc::new(relay.clone()),
-            Secret::new(token.trim()),
-        )),
+    let http = match &config.http_token {
+        HttpToken::Value(token) => Some(RouterState::new(Arc::new(relay.clone()), token.clone())),
         _ => {
             tracing::warn!("LOGRELAY_HTTP_TOKEN is not set: the HTTP function `events` answers 503 until it is.");
             None
@@ -75,7 +71,7 @@ async fn run() -> logrelay::Result<()> {
         queue_encoding: settings.queue_encoding,
     };
     let router = app::routes(state, http);
-    // The host talks to us on loopback only; the port "isn't the public facing port" (§5.1).
+    // The host talks to us on loopback only; the port "isn't the public facing port" (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await

@@ -2,18 +2,18 @@
 
 use std::path::PathBuf;
 
+use logrelay::config::{self, Platform};
 use logrelay::keeper::SchemaMode;
 use logrelay::{Error, Result};
 
 use crate::queue::BodyEncoding;
 
 /// Port for local runs when the host did not set one. The host always sets
-/// `FUNCTIONS_CUSTOMHANDLER_PORT` (azure-monitor-protocol.md §5.1).
+/// `FUNCTIONS_CUSTOMHANDLER_PORT` (<https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers>).
 pub(crate) const DEFAULT_PORT: u16 = 8080;
 
-/// Default dead-letter directory on Azure: `/home` is the app's persistent, writable share,
-/// while `wwwroot` is read-only when the app runs from a package.
-pub(crate) const AZURE_DEAD_LETTER_DIR: &str = "/home/data/logrelay/dead-letter";
+#[cfg(test)]
+pub(crate) use logrelay::config::vars::AZURE_DEAD_LETTER_DIR;
 
 /// Settings read from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ pub(crate) struct Settings {
 impl Settings {
     /// Reads the settings through `lookup` (the process environment in `main`, a map in tests).
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let get = logrelay::config::trimmed(&lookup);
         let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
             None => DEFAULT_PORT,
             Some(value) => value.trim().parse().map_err(|_| Error::InvalidConfig {
@@ -35,24 +35,8 @@ impl Settings {
                 reason: format!("`{value}` is not a port number"),
             })?,
         };
-        let dead_letter_dir = match get("LOGRELAY_DEAD_LETTER") {
-            Some(value) if value.contains("://") => {
-                return Err(Error::InvalidConfig {
-                    name: "LOGRELAY_DEAD_LETTER".into(),
-                    reason: format!(
-                        "`{value}` is a URL; the Azure handler writes dead letters to a directory \
-                         (e.g. {AZURE_DEAD_LETTER_DIR}, or an Azure Files mount)"
-                    ),
-                })
-            }
-            Some(dir) => PathBuf::from(dir),
-            None if get("WEBSITE_SITE_NAME").is_some() => PathBuf::from(AZURE_DEAD_LETTER_DIR),
-            None => get("FUNCTIONS_APP_ROOT_PATH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join("dead-letter"),
-        };
-        let schema = SchemaMode::from_lookup(&lookup)?;
+        let dead_letter_dir = PathBuf::from(config::dead_letter_location(Platform::Azure, &get)?);
+        let schema = config::read_schema(&get)?;
         let queue_encoding = BodyEncoding::parse(get("LOGRELAY_QUEUE_BODY_ENCODING").as_deref())?;
         Ok(Settings {
             port,

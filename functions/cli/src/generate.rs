@@ -13,16 +13,16 @@ use serde_json::{json, Map, Value};
 /// How far back generated events go: Keeper exports cover hours to a day.
 const SPREAD: Duration = Duration::from_secs(24 * 3600);
 
-/// The Keeper shapes (keeper-events-and-peers.md §1).
+/// The Keeper shapes (Keeper's event reporting docs, <https://docs.keeper.io/enterprise-guide/event-reporting/event-descriptions>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Shape {
-    /// Keeper's Azure Monitor push: common fields, event-specific ones under `data` (§1.2).
+    /// Keeper's Azure Monitor push: common fields, event-specific ones under `data` (<https://docs.keeper.io/en/enterprise-guide/event-reporting/azure-monitor>).
     Push,
-    /// SIEM / S3 JSON: one flat object per event (§1.4 body).
+    /// SIEM / S3 JSON: one flat object per event (<https://docs.keeper.io/enterprise-guide/event-reporting/aws-s3-bucket>).
     Flat,
-    /// Commander / API raw rows: `audit_event_type`, `created` epoch seconds, `ip_address` (§1.6).
+    /// Commander / API raw rows: `audit_event_type`, `created` epoch seconds, `ip_address` (<https://github.com/Keeper-Security/Commander>).
     Commander,
-    /// RFC 5424 syslog lines with a flat JSON body, as Keeper's syslog push sends them (§1.4).
+    /// RFC 5424 syslog lines with a flat JSON body, as Keeper's syslog push sends them (<https://docs.keeper.io/enterprise-guide/event-reporting/aws-s3-bucket>).
     Syslog,
     /// CSV with a header row (Keeper's S3 CSV export).
     Csv,

@@ -38,18 +38,14 @@ enum Command {
         /// Input files; `-` (or none) reads stdin.
         files: Vec<String>,
         /// Where undeliverable events go, as NDJSON with the reason beside each (created
-        /// only when needed).
-        #[arg(
-            long,
-            env = "LOGRELAY_DEAD_LETTER",
-            default_value = "./logrelay-dead-letter"
-        )]
-        dead_letter: PathBuf,
-        /// How records become rows.
-        #[arg(long, value_enum, env = "LOGRELAY_SCHEMA", default_value = "keeper")]
-        schema: send::Schema,
-        /// Passthrough: the field TimeGenerated is taken from.
-        #[arg(long, env = "LOGRELAY_TIME_FIELD")]
+        /// only when needed) [default: LOGRELAY_DEAD_LETTER, else ./logrelay-dead-letter].
+        #[arg(long)]
+        dead_letter: Option<String>,
+        /// How records become rows [default: LOGRELAY_SCHEMA, else keeper].
+        #[arg(long, value_enum)]
+        schema: Option<send::Schema>,
+        /// Passthrough: the field TimeGenerated is taken from [default: LOGRELAY_TIME_FIELD].
+        #[arg(long)]
         time_field: Option<String>,
         /// Print the report as JSON on stdout instead of the summary.
         #[arg(long)]

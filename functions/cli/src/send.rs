@@ -3,18 +3,17 @@
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::ValueEnum;
-use logrelay::config::Config;
+use logrelay::config::{vars, Config, Platform};
 use logrelay::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use logrelay::ingest::{Report, SessionOptions};
-use logrelay::keeper::{DecodeOptions, SchemaMode};
-use logrelay::relay::Relay;
+use logrelay::keeper::DecodeOptions;
+use logrelay::relay::{Forwarded, Input, Relay};
 
 /// How often the progress line is redrawn on a terminal.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -35,21 +34,21 @@ pub(crate) enum Schema {
 #[derive(Debug, Clone)]
 pub(crate) struct SendArgs {
     pub(crate) inputs: Vec<String>,
-    pub(crate) dead_letter: PathBuf,
-    pub(crate) schema: Schema,
+    pub(crate) dead_letter: Option<String>,
+    pub(crate) schema: Option<Schema>,
     pub(crate) time_field: Option<String>,
     pub(crate) json: bool,
 }
 
 /// One input, opened.
-struct Input {
+struct OpenFile {
     name: String,
     reader: Box<dyn Read + Send>,
     size: Option<u64>,
 }
 
 /// Opens every input before sending anything, so a typo fails fast.
-fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
+fn open_inputs(names: &[String]) -> Result<Vec<OpenFile>, String> {
     let names: Vec<String> = if names.is_empty() {
         if io::stdin().is_terminal() {
             return Err(
@@ -67,7 +66,7 @@ fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
         .into_iter()
         .map(|name| {
             if name == "-" {
-                return Ok(Input {
+                return Ok(OpenFile {
                     name: "stdin".into(),
                     reader: Box::new(io::stdin()),
                     size: None,
@@ -75,7 +74,7 @@ fn open_inputs(names: &[String]) -> Result<Vec<Input>, String> {
             }
             let file = File::open(&name).map_err(|error| format!("cannot open {name}: {error}"))?;
             let size = file.metadata().ok().map(|meta| meta.len());
-            Ok(Input {
+            Ok(OpenFile {
                 name,
                 reader: Box::new(file),
                 size,
@@ -100,24 +99,29 @@ impl<R: Read> Read for Counting<R> {
 
 /// Runs `send`; `Err` is a configuration or argument problem (exit 2).
 pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
-    let config = Config::from_env().map_err(|error| error.to_string())?;
-    let schema = match (args.schema, args.time_field) {
-        (Schema::Keeper, _) => SchemaMode::Keeper,
-        (Schema::Passthrough, Some(time_field)) => SchemaMode::Passthrough { time_field },
-        (Schema::Passthrough, None) => {
-            return Err(
-                "--schema passthrough needs --time-field (or LOGRELAY_TIME_FIELD): the field TimeGenerated is taken from".into(),
-            )
-        }
-    };
+    // Flags stand in for their variables, so both go through the one settings reader.
+    let schema = args.schema.map(|schema| match schema {
+        Schema::Keeper => "keeper",
+        Schema::Passthrough => "passthrough",
+    });
+    let config = Config::for_platform(Platform::Cli, |name| {
+        let flag = match name {
+            vars::LOGRELAY_DEAD_LETTER => args.dead_letter.clone(),
+            vars::LOGRELAY_SCHEMA => schema.map(str::to_string),
+            vars::LOGRELAY_TIME_FIELD => args.time_field.clone(),
+            _ => None,
+        };
+        flag.or_else(|| std::env::var(name).ok())
+    })
+    .map_err(|error| error.to_string())?;
     let inputs = open_inputs(&args.inputs)?;
     let decode = DecodeOptions {
-        schema,
+        schema: config.schema.clone(),
         max_decompressed_bytes: config.tuning.max_decompressed_bytes,
         now: SystemTime::now(),
     };
     let dead_letter: Arc<dyn DeadLetterSink> =
-        Arc::new(LocalDirDeadLetter::new(args.dead_letter.clone()));
+        Arc::new(LocalDirDeadLetter::new(config.dead_letter.clone()));
     let relay = Relay::from_config(&config, dead_letter.clone(), decode, None)
         .await
         .map_err(|error| error.to_string())?;
@@ -128,34 +132,31 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
         .is_terminal()
         .then(|| spawn_progress(read.clone(), total));
 
-    let mut session = relay.session(SessionOptions::default());
-    let mut input_errors = Vec::new();
-    let mut fatal = None;
-    for input in inputs {
+    // Every file in one session: small files share request bodies.
+    let inputs = inputs.into_iter().map(|input| {
         let reader = Counting {
             inner: input.reader,
             read: read.clone(),
         };
-        match relay
-            .forward_into(&mut session, reader, input.name.clone())
-            .await
-        {
-            Ok(()) => {}
-            Err(error @ logrelay::Error::DeadLetter { .. }) => {
-                fatal = Some(error);
-                break;
-            }
-            Err(error) => input_errors.push(format!("{}: {error}", input.name)),
-        }
-    }
-    let finished = session.finish().await;
+        Input::reader(input.name, reader)
+    });
+    let forwarded = relay.forward(inputs, SessionOptions::default()).await;
     if let Some(progress) = progress {
         progress.abort();
         eprint!("\r\x1b[2K");
     }
-    let report = match (finished, fatal) {
-        (Ok(report), None) => report,
-        (Err(error), _) | (Ok(_), Some(error)) => {
+    let (report, input_errors) = match forwarded {
+        Ok(Forwarded {
+            report,
+            read_errors,
+        }) => {
+            let errors: Vec<String> = read_errors
+                .into_iter()
+                .map(|failed| format!("{}: {}", failed.source, failed.error))
+                .collect();
+            (report, errors)
+        }
+        Err(error) => {
             eprintln!("logrelay: {error}");
             eprintln!("logrelay: stopped: undeliverable events could not be kept, so the run is not complete");
             return Ok(ExitCode::from(1));

@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use logrelay::config::Config;
+use logrelay::config::{Config, Platform};
 use logrelay::diagnose::{describe_token, explain_token_error};
 
 /// Runs the command; `Err` is a configuration problem (exit 2).
 pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
-    let config = Config::from_env().map_err(|error| error.to_string())?;
+    let config = Config::from_env(Platform::Cli).map_err(|error| error.to_string())?;
     let http = logrelay::http::build_client(config.tuning.request_timeout)
         .map_err(|error| error.to_string())?;
     let provider = logrelay::auth::build_provider(&config.auth, http, None)

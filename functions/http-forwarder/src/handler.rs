@@ -1,15 +1,14 @@
 //! One HTTP request (payload format 2.0, Function URL or API Gateway HTTP API) through the
-//! shared router, converted both ways.
+//! shared router. `lambda_http` converts the event to an `http::Request` and the answer back
+//! (base64 bodies, the separate `cookies` field, multi-value headers), so this file only
+//! adds the deadline and the metrics.
 
 use std::time::Instant;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body as LambdaBody;
 use axum::body::Body;
 use axum::Router;
-use base64::Engine;
-use http::{HeaderValue, Method, Request};
-use lambda_runtime::{Error, LambdaEvent};
+use http::Method;
+use lambda_http::{Body as LambdaBody, Error, Request, RequestExt, Response};
 use logrelay::aws::forward::{log_summary, session_deadline};
 use logrelay::ingest::Report;
 use logrelay::router::{RequestDeadline, DEFAULT_REQUEST_BUDGET};
@@ -21,130 +20,64 @@ const FUNCTION: &str = "http-forwarder";
 /// Handles one request: its deadline is the invocation's minus a safety margin.
 pub(crate) async fn function_handler(
     router: &Router,
-    event: LambdaEvent<ApiGatewayV2httpRequest>,
-) -> Result<ApiGatewayV2httpResponse, Error> {
+    request: Request,
+) -> Result<Response<LambdaBody>, Error> {
     let started = Instant::now();
-    let deadline = session_deadline(event.context.deadline(), DEFAULT_REQUEST_BUDGET);
-    let mut request = to_http(event.payload)?;
+    let context = request.lambda_context_ref().cloned().unwrap_or_default();
+    let deadline = session_deadline(context.deadline(), DEFAULT_REQUEST_BUDGET);
+    let (mut parts, body) = request.into_parts();
+    let body = body.to_vec();
+    if parts.method == Method::GET && !body.is_empty() {
+        // A body with no method recorded: only POST carries one here.
+        parts.method = Method::POST;
+    }
+    let mut request = http::Request::from_parts(parts, Body::from(body));
     request.extensions_mut().insert(RequestDeadline(deadline));
     let response = router.clone().oneshot(request).await?;
-    let response = from_http(response).await?;
-    if let Some(LambdaBody::Text(text)) = &response.body {
-        summarize(
-            &event.context.env_config.function_name,
-            text,
-            started.elapsed(),
-        );
+    // Requests refused before forwarding (401, 413) carry no report and print nothing.
+    if let Some(report) = response.extensions().get::<Report>() {
+        let function = match context.env_config.function_name.as_str() {
+            "" => FUNCTION,
+            named => named,
+        };
+        log_summary(function, report, 0, started.elapsed());
     }
-    Ok(response)
-}
-
-/// The invocation's summary line and EMF metrics, from the router's JSON answer (requests
-/// refused before forwarding, such as 401 or 413, carry no counters and print nothing).
-fn summarize(function: &str, answer: &str, elapsed: std::time::Duration) {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
-        return;
-    };
-    if value.get("events_in").is_none() {
-        return;
-    }
-    let count = |name: &str| {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
-    let report = Report {
-        events_in: count("events_in"),
-        delivered: count("delivered"),
-        dead_lettered: count("dead_lettered"),
-        failed_transient: count("failed_transient"),
-        requests: count("requests"),
-        retries: count("retries"),
-        throttled: count("throttled"),
-        token_fetches: count("token_fetches"),
-        bytes_sent: count("bytes_sent"),
-        bytes_uncompressed: count("bytes_uncompressed"),
-        ..Report::default()
-    };
-    let function = if function.is_empty() {
-        FUNCTION
-    } else {
-        function
-    };
-    log_summary(function, &report, 0, elapsed);
-}
-
-/// The payload 2.0 request as an `http::Request` (method, path and query, headers, body).
-fn to_http(event: ApiGatewayV2httpRequest) -> Result<Request<Body>, Error> {
-    let method = event.request_context.http.method.clone();
-    let method = if method == Method::GET && event.body.is_some() {
-        Method::POST // a body with no method recorded: only POST carries one here
-    } else {
-        method
-    };
-    let path = event.raw_path.as_deref().unwrap_or("/");
-    let uri = match event.raw_query_string.as_deref() {
-        Some(query) if !query.is_empty() => format!("{path}?{query}"),
-        _ => path.to_string(),
-    };
-    let body = match event.body {
-        Some(body) if event.is_base64_encoded => {
-            base64::engine::general_purpose::STANDARD.decode(body.as_bytes())?
-        }
-        Some(body) => body.into_bytes(),
-        None => Vec::new(),
-    };
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(headers) = request.headers_mut() {
-        *headers = event.headers;
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    Ok(request.body(Body::from(body))?)
-}
-
-/// The router's answer as a payload 2.0 response; JSON bodies stay text.
-async fn from_http(response: http::Response<Body>) -> Result<ApiGatewayV2httpResponse, Error> {
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await?;
-    let mut out = ApiGatewayV2httpResponse::default();
-    out.status_code = i64::from(parts.status.as_u16());
-    out.headers = parts.headers;
-    match String::from_utf8(bytes.to_vec()) {
-        Ok(text) if !text.is_empty() => out.body = Some(LambdaBody::Text(text)),
-        Ok(_) => {}
-        Err(_) => {
-            out.body = Some(LambdaBody::Text(
-                base64::engine::general_purpose::STANDARD.encode(&bytes),
-            ));
-            out.is_base64_encoded = true;
-        }
-    }
-    Ok(out)
+    // JSON answers stay text; anything else lambda_http base64-encodes.
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => LambdaBody::Empty,
+        Ok(text) => LambdaBody::Text(text),
+        Err(error) => LambdaBody::Binary(error.into_bytes()),
+    };
+    Ok(Response::from_parts(parts, body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_runtime::Context;
+    use base64::Engine;
+    use lambda_http::Context;
     use logrelay::dead_letter::MemoryDeadLetter;
     use logrelay::router::{app, RouterState};
     use logrelay::secret::Secret;
+    use serde_json::{json, Value};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     const TOKEN: &str = "http-token-for-tests";
 
-    /// A Function URL request in the documented payload 2.0 shape (§4.4).
-    fn request(auth: Option<&str>, body: &str, base64: bool) -> ApiGatewayV2httpRequest {
-        let mut headers = serde_json::json!({
+    /// A Function URL request in the documented payload 2.0 shape
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>).
+    fn payload(auth: Option<&str>, body: &str, base64: bool) -> Value {
+        let mut headers = json!({
             "content-type": "application/json",
             "x-forwarded-for": "203.0.113.7",
         });
         if let Some(auth) = auth {
             headers["authorization"] = auth.into();
         }
-        serde_json::from_value(serde_json::json!({
+        json!({
             "version": "2.0", "routeKey": "$default", "rawPath": "/events", "rawQueryString": "",
             "headers": headers,
             "requestContext": {
@@ -157,15 +90,17 @@ mod tests {
             },
             "body": if base64 { base64::engine::general_purpose::STANDARD.encode(body) } else { body.to_string() },
             "isBase64Encoded": base64
-        }))
-        .unwrap()
+        })
     }
 
-    fn event(payload: ApiGatewayV2httpRequest) -> LambdaEvent<ApiGatewayV2httpRequest> {
+    /// The event as lambda_http hands it to the handler, with a deadline 30 s away.
+    fn request(payload: &Value) -> Request {
         let mut context = Context::default();
         let deadline = SystemTime::now() + Duration::from_secs(30);
         context.deadline = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        LambdaEvent::new(payload, context)
+        lambda_http::request::from_str(&payload.to_string())
+            .unwrap()
+            .with_lambda_context(context)
     }
 
     async fn router() -> Router {
@@ -177,20 +112,19 @@ mod tests {
         ))
     }
 
-    fn text(response: &ApiGatewayV2httpResponse) -> String {
-        match &response.body {
-            Some(LambdaBody::Text(text)) => text.clone(),
+    fn text(response: &Response<LambdaBody>) -> String {
+        match response.body() {
+            LambdaBody::Text(text) => text.clone(),
             other => panic!("unexpected body {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn a_request_without_the_token_is_answered_401() {
-        let response = function_handler(&router().await, event(request(None, "[{}]", false)))
-            .await
-            .unwrap();
-        assert_eq!(response.status_code, 401);
-        assert_eq!(response.headers["www-authenticate"], "Bearer");
+        let event = request(&payload(None, "[{}]", false));
+        let response = function_handler(&router().await, event).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
         assert!(text(&response).contains("bearer token"));
     }
 
@@ -199,24 +133,31 @@ mod tests {
         let auth = format!("Bearer {TOKEN}");
         // Whitespace only, base64-encoded: reaches the router as an empty body (400), which
         // proves the decoding happened (the encoded text is not whitespace).
-        let response =
-            function_handler(&router().await, event(request(Some(&auth), "  \n ", true)))
-                .await
-                .unwrap();
-        assert_eq!(response.status_code, 400, "{}", text(&response));
+        let event = request(&payload(Some(&auth), "  \n ", true));
+        let response = function_handler(&router().await, event).await.unwrap();
+        assert_eq!(response.status(), 400, "{}", text(&response));
         assert!(text(&response).contains("empty"));
     }
 
     #[tokio::test]
     async fn health_is_routed_by_path_and_method() {
-        let mut payload = request(None, "", false);
-        payload.raw_path = Some("/health".into());
-        payload.request_context.http.method = Method::GET;
-        payload.body = None;
-        let response = function_handler(&router().await, event(payload))
+        let mut event = payload(None, "", false);
+        event["rawPath"] = "/health".into();
+        event["requestContext"]["http"]["method"] = "GET".into();
+        event["requestContext"]["http"]["path"] = "/health".into();
+        event.as_object_mut().unwrap().remove("body");
+        let response = function_handler(&router().await, request(&event))
             .await
             .unwrap();
-        assert_eq!(response.status_code, 200);
+        assert_eq!(response.status(), 200);
         assert!(text(&response).contains("ok"));
+    }
+
+    #[test]
+    fn the_separate_cookies_field_reaches_the_router_as_a_cookie_header() {
+        let mut event = payload(None, "", false);
+        event["cookies"] = json!(["session=abc", "theme=dark"]);
+        let request = request(&event);
+        assert_eq!(request.headers()["cookie"], "session=abc; theme=dark");
     }
 }

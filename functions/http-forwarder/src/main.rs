@@ -5,18 +5,22 @@ mod handler;
 
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, Error};
+use lambda_http::{service_fn, Error};
 use logrelay::router::{app, RouterState};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     logrelay::telemetry::init();
-    let (forwarder, clients) = logrelay::aws::forwarder_from_env().await?;
-    let token = logrelay::aws::secrets::http_token_from_env(&clients.secrets).await?;
-    let router = app(RouterState::new(Arc::new(forwarder.relay), token));
+    let container = logrelay::aws::container_from_env().await?;
+    let token = logrelay::aws::secrets::http_token(
+        &container.config.http_token,
+        &container.clients.secrets,
+    )
+    .await?;
+    let router = app(RouterState::new(Arc::new(container.forwarder.relay), token));
     let router = &router;
-    lambda_runtime::run(service_fn(move |event| {
-        handler::function_handler(router, event)
+    lambda_http::run(service_fn(move |request| {
+        handler::function_handler(router, request)
     }))
     .await
 }

@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use logrelay::aws::forward::{is_sqs_event, log_summary, retry_error, session_deadline, sqs_event};
-use logrelay::aws::{extract, Bodies, Forwarder};
+use logrelay::aws::{extract, Bodies, LambdaForwarder};
+use logrelay::Error;
 use serde_json::Value;
 
 /// The metrics dimension when the runtime does not name the function.
@@ -14,7 +15,7 @@ const FUNCTION: &str = "s3-forwarder";
 /// Handles S3, SNS and EventBridge events directly (a failure fails the invocation, so the
 /// platform retries it) and SQS batches (failures listed per message in `batchItemFailures`).
 pub(crate) async fn function_handler(
-    forwarder: &Forwarder,
+    forwarder: &LambdaForwarder,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
     let started = Instant::now();
@@ -35,7 +36,7 @@ pub(crate) async fn function_handler(
             response.batch_item_failures.len(),
             started.elapsed(),
         );
-        return Ok(serde_json::to_value(response)?);
+        return Ok(json(&response));
     }
     let source = format!("lambda-event-{}", context.request_id);
     let outcome = match extract(&payload) {
@@ -60,11 +61,16 @@ pub(crate) async fn function_handler(
         started.elapsed(),
     );
     if outcome.retry {
-        return Err(Box::new(retry_error(&outcome)));
+        return Err(retry_error(&outcome));
     }
     let mut report = outcome.report;
     report.duration = started.elapsed();
-    Ok(serde_json::to_value(&report)?)
+    Ok(json(&report))
+}
+
+/// The answer as JSON; plain structs of numbers and strings always serialise.
+fn json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -91,7 +97,7 @@ mod tests {
         LambdaEvent::new(payload, context)
     }
 
-    async fn forwarder() -> (Forwarder, Arc<MemoryDeadLetter>) {
+    async fn forwarder() -> (LambdaForwarder, Arc<MemoryDeadLetter>) {
         let dead = Arc::new(MemoryDeadLetter::new());
         let forwarder = logrelay::aws::offline_forwarder(dead.clone())
             .await

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use logrelay::aws::forward::{log_summary, session_deadline};
-use logrelay::aws::{Bodies, Forwarder};
+use logrelay::aws::{Bodies, LambdaForwarder};
+use logrelay::Error;
 
 /// The metrics dimension when the runtime does not name the function.
 const FUNCTION: &str = "sqs-forwarder";
@@ -15,7 +16,7 @@ const FUNCTION: &str = "sqs-forwarder";
 /// letter) are reported per message so SQS redelivers only those; malformed events go to
 /// the dead letter and their messages are acknowledged.
 pub(crate) async fn function_handler(
-    forwarder: &Forwarder,
+    forwarder: &LambdaForwarder,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let started = Instant::now();
@@ -59,7 +60,7 @@ mod tests {
         LambdaEvent::new(payload, context)
     }
 
-    async fn forwarder() -> (Forwarder, Arc<MemoryDeadLetter>) {
+    async fn forwarder() -> (LambdaForwarder, Arc<MemoryDeadLetter>) {
         let dead = Arc::new(MemoryDeadLetter::new());
         let forwarder = logrelay::aws::offline_forwarder(dead.clone())
             .await

@@ -1,6 +1,6 @@
 //! Entra ID client-credentials flow (`/{tenant}/oauth2/v2.0/token`) and its error advice.
 //!
-//! The request and response shapes are in azure-monitor-protocol.md §2.1–§2.4. Error advice
+//! The request and response shapes are in <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>. Error advice
 //! is a pure function ([`advice_for`]) so every mapping is table-tested; the provider adds
 //! only I/O and one retry with a re-read secret after Entra rejects it (rotation).
 
@@ -10,19 +10,20 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::{AccessToken, BoxFuture, SecretSource, TokenProvider};
+use crate::auth::{AccessToken, SecretSource, TokenProvider};
 use crate::clock::{Clock, SystemClock};
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 
-/// The OAuth2 grant for app-only tokens. Source: §2.1.
+/// The OAuth2 grant for app-only tokens. Source: <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>.
 pub const GRANT_TYPE: &str = "client_credentials";
 
-/// Longest `expires_in` believed; Entra issues 60–90 minutes (§2.3), so anything beyond a day
+/// Longest `expires_in` believed; Entra issues 60–90 minutes (<https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#successful-response-1>), so anything beyond a day
 /// is nonsense and would keep a dead token cached.
 pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(86_400);
 
-/// Where to look up an AADSTS code nobody mapped. Source: §2.4 (`reference-error-codes.md`).
+/// Where to look up an AADSTS code nobody mapped. Source: <https://learn.microsoft.com/entra/identity-platform/reference-error-codes>.
 const ERROR_CODES_PAGE: &str =
     "https://learn.microsoft.com/entra/identity-platform/reference-error-codes";
 
@@ -181,7 +182,7 @@ fn transport(host: &str, error: reqwest::Error) -> Error {
     }
 }
 
-/// The success body (§2.3). Unknown fields are ignored; `expires_in` may be a number or a string.
+/// The success body (<https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#successful-response-1>). Unknown fields are ignored; `expires_in` may be a number or a string.
 #[derive(Deserialize)]
 struct TokenResponse {
     #[serde(default)]
@@ -249,7 +250,7 @@ fn parse_token(body: &[u8], issued_at: SystemTime) -> std::result::Result<Access
     })
 }
 
-/// The error body (§2.4).
+/// The error body (<https://learn.microsoft.com/entra/identity-platform/reference-error-codes>).
 #[derive(Deserialize, Default)]
 struct ErrorResponse {
     #[serde(default)]

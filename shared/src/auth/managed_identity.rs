@@ -1,7 +1,7 @@
 //! App Service managed identity (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`): secretless tokens
 //! for the Azure Functions custom handler.
 //!
-//! Protocol (azure-monitor-protocol.md §2.6): `GET {IDENTITY_ENDPOINT}?resource=<resource>
+//! Protocol (<https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference>): `GET {IDENTITY_ENDPOINT}?resource=<resource>
 //! &api-version=2019-08-01[&client_id=<id>]` with header `X-IDENTITY-HEADER: {IDENTITY_HEADER}`.
 //! The answer carries `access_token` and `expires_on` in epoch seconds as a *string*.
 
@@ -10,14 +10,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::{AccessToken, BoxFuture, TokenProvider};
+use crate::auth::{AccessToken, TokenProvider};
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 
-/// App Service identity endpoint API version. Source: azure-monitor-protocol.md §2.6.
+/// App Service identity endpoint API version. Source: <https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference>.
 pub const IDENTITY_API_VERSION: &str = "2019-08-01";
 
-/// The header that proves the caller runs inside the app. Source: azure-monitor-protocol.md §2.6.
+/// The header that proves the caller runs inside the app. Source: <https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference>.
 pub const IDENTITY_HEADER_NAME: &str = "X-IDENTITY-HEADER";
 
 /// Longest piece of an error body quoted in a message (the body never holds the header or a token).

@@ -6,18 +6,19 @@
 //! - [`refresh_at`] is the pure refresh decision.
 //! - [`build_provider`] turns an [`AuthConfig`] into the right provider.
 
+pub mod credential;
 pub mod entra;
 pub mod managed_identity;
 
+pub use credential::{AuthConfig, Cloud, Credential};
+
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
-use crate::config::{AuthConfig, Credential};
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 
@@ -29,7 +30,8 @@ pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 pub const SHORT_LIFETIME: Duration = Duration::from_secs(600);
 
 /// How long one fetch may take before the cache gives up with [`Error::TokenTransport`].
-/// Source: smithy-rs `LazyCache` load timeout (code-style-anchors.md §6).
+/// Source: smithy-rs `LazyCache`'s default load timeout
+/// (<https://docs.rs/aws-smithy-runtime/latest/aws_smithy_runtime/client/identity/struct.LazyCacheBuilder.html>).
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bearer token and its lifetime.
@@ -52,9 +54,6 @@ impl fmt::Debug for AccessToken {
             .finish()
     }
 }
-
-/// A boxed future, so providers can sit behind `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Fetches a new token from somewhere (Entra client credentials, an identity endpoint, a fake).
 pub trait TokenProvider: Send + Sync + fmt::Debug {
@@ -344,8 +343,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use super::{Cloud, Credential};
     use crate::clock::ManualClock;
-    use crate::config::{Cloud, Credential};
 
     const MINUTE: Duration = Duration::from_secs(60);
 

@@ -4,11 +4,7 @@
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::Error;
-
-/// The variable that points every AWS client at a local endpoint (moto). `aws-config` reads it
-/// by itself; S3 then also needs path-style addressing (offline-toolbox.md §3).
-pub const ENDPOINT_URL_VAR: &str = "AWS_ENDPOINT_URL";
+use crate::{Error, Result};
 
 /// Service error codes worth retrying although their status is 4xx. Source: AWS SDK standard
 /// retry classifier (throttling and timeout codes).
@@ -38,12 +34,14 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads the SDK configuration from the environment (region, credentials,
     /// `AWS_ENDPOINT_URL`) and builds the clients. Call once in `main`.
-    pub async fn from_env() -> AwsClients {
+    /// Every `AWS_ENDPOINT_URL[_<SERVICE>]` must be https or loopback: the SDK sends signed
+    /// requests (and Secrets Manager answers with secrets) there.
+    pub async fn from_env() -> Result<AwsClients> {
+        let local = crate::config::check_aws_endpoints(std::env::vars())?;
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        let local = std::env::var_os(ENDPOINT_URL_VAR).is_some();
-        AwsClients::from_sdk_config(&shared, local)
+        Ok(AwsClients::from_sdk_config(&shared, local))
     }
 
     /// The clients over an already loaded configuration; `path_style` forces path-style S3

@@ -1,7 +1,6 @@
 //! What the Lambda functions do with an invocation: forward the objects a notice names, or
 //! the events an SQS message holds, and say per message what must be retried.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -9,7 +8,7 @@ use bytes::Bytes;
 
 use crate::dead_letter::{raw_text, DeadLetterEntry};
 use crate::ingest::{Report, SessionOptions, TransientPolicy};
-use crate::relay::Relay;
+use crate::relay::{Forwarded, Input, Relay};
 use crate::{Error, Result};
 
 use super::notification::{extract_text, Extracted, ObjectRef};
@@ -27,7 +26,7 @@ pub const MIN_DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// are at most 900 s, far below it.
 const RELATIVE_DEADLINE_BELOW: Duration = Duration::from_millis(1_000_000_000_000);
 
-/// The SQS `eventSource` of SQS records (azure-monitor-protocol.md §4.2).
+/// The SQS `eventSource` of SQS records (<https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html>).
 const SQS_EVENT_SOURCE: &str = "aws:sqs";
 
 /// Time kept back from `remaining`: a tenth of it, between [`MIN_DEADLINE_MARGIN`] and
@@ -55,40 +54,14 @@ pub fn session_deadline(lambda_deadline: SystemTime, budget: Duration) -> Instan
     Instant::now() + usable.min(budget)
 }
 
-/// Adds `other`'s counters to `total` (duration excluded: the caller times the invocation).
-pub fn add_report(total: &mut Report, other: &Report) {
-    total.events_in += other.events_in;
-    total.delivered += other.delivered;
-    total.dead_lettered += other.dead_lettered;
-    total.failed_transient += other.failed_transient;
-    total.requests += other.requests;
-    total.retries += other.retries;
-    total.throttled += other.throttled;
-    total.bytes_sent += other.bytes_sent;
-    total.bytes_uncompressed += other.bytes_uncompressed;
-    total.token_fetches += other.token_fetches;
-    total.truncated_fields += other.truncated_fields;
-    total.old_events += other.old_events;
-    for (reason, count) in &other.dead_letter_reasons {
-        *total.dead_letter_reasons.entry(reason.clone()).or_default() += count;
-    }
-}
-
 /// Logs the one summary line of an invocation and prints its CloudWatch EMF line to stdout.
 pub fn log_summary(function: &str, report: &Report, failed_messages: usize, elapsed: Duration) {
     let mut report = report.clone();
     report.duration = elapsed;
     tracing::info!(
         function = function,
-        events_in = report.events_in,
-        delivered = report.delivered,
-        dead_lettered = report.dead_lettered,
-        failed_transient = report.failed_transient,
+        counters = %report.summary_line(),
         failed_messages = failed_messages,
-        requests = report.requests,
-        retries = report.retries,
-        throttled = report.throttled,
-        bytes_sent = report.bytes_sent,
         duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "Invocation finished."
     );
@@ -123,7 +96,7 @@ pub enum Bodies {
 
 /// The relay and S3 client a function works with; built once per container.
 #[derive(Debug, Clone)]
-pub struct Forwarder {
+pub struct LambdaForwarder {
     /// Decoder, ingestor and dead letter.
     pub relay: Relay,
     /// Object reads.
@@ -134,14 +107,14 @@ pub struct Forwarder {
 
 /// The outcome of one unit of work (an invocation or an SQS message).
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Handled {
     /// Counters over everything forwarded.
     pub report: Report,
     /// Whether the work must be retried (transient failure, deadline, dead letter failure).
     pub retry: bool,
 }
 
-impl Forwarder {
+impl LambdaForwarder {
     fn options(deadline: Instant) -> SessionOptions {
         SessionOptions {
             deadline: Some(deadline),
@@ -150,7 +123,7 @@ impl Forwarder {
     }
 
     /// Forwards every object of `found`, logging test events and ignored notices.
-    pub async fn objects(&self, found: &Extracted, deadline: Instant) -> Outcome {
+    pub async fn objects(&self, found: &Extracted, deadline: Instant) -> Handled {
         if found.test_events > 0 {
             tracing::info!(
                 count = found.test_events,
@@ -160,14 +133,14 @@ impl Forwarder {
         for ignored in &found.ignored {
             tracing::info!(notice = %ignored, "Ignored a notice that is not an object creation.");
         }
-        let mut outcome = Outcome::default();
+        let mut outcome = Handled::default();
         for object in &found.objects {
             self.object(object, deadline, &mut outcome).await;
         }
         outcome
     }
 
-    async fn object(&self, object: &ObjectRef, deadline: Instant, outcome: &mut Outcome) {
+    async fn object(&self, object: &ObjectRef, deadline: Instant, outcome: &mut Handled) {
         if Instant::now() >= deadline {
             tracing::warn!(object = %object.uri(), "No time left; leaving the object for the retry.");
             outcome.retry = true;
@@ -179,7 +152,7 @@ impl Forwarder {
                     tracing::warn!(object = %object.uri(), failed_transient = report.failed_transient, "Events still failing at the deadline; the object will be retried.");
                     outcome.retry = true;
                 }
-                add_report(&mut outcome.report, &report);
+                outcome.report += report;
             }
             Ok(ObjectOutcome::Missing(_)) => {}
             Err(error) => {
@@ -196,7 +169,7 @@ impl Forwarder {
         message: &SqsMessage,
         bodies: Bodies,
         deadline: Instant,
-    ) -> Outcome {
+    ) -> Handled {
         let id = message.message_id.clone().unwrap_or_default();
         let source = format!(
             "sqs://{}/{id}",
@@ -221,28 +194,33 @@ impl Forwarder {
         }
     }
 
-    async fn events(&self, body: &str, source: String, deadline: Instant) -> Outcome {
+    async fn events(&self, body: &str, source: String, deadline: Instant) -> Handled {
         if Instant::now() >= deadline {
-            return Outcome {
+            return Handled {
                 retry: true,
-                ..Outcome::default()
+                ..Handled::default()
             };
         }
-        let bytes = Bytes::copy_from_slice(body.as_bytes());
-        match self
-            .relay
-            .forward_bytes(bytes, source.clone(), Self::options(deadline))
-            .await
-        {
-            Ok(report) => Outcome {
-                retry: report.failed_transient > 0,
-                report,
+        let input = Input::bytes(source.clone(), Bytes::copy_from_slice(body.as_bytes()));
+        match self.relay.forward([input], Self::options(deadline)).await {
+            Ok(forwarded) if forwarded.read_errors.is_empty() => Handled {
+                retry: forwarded.report.failed_transient > 0,
+                report: forwarded.report,
             },
+            Ok(Forwarded { read_errors, .. }) => {
+                for failed in read_errors {
+                    tracing::warn!(source = %source, error = %failed.error, "Decoding the message failed; it will be retried.");
+                }
+                Handled {
+                    retry: true,
+                    ..Handled::default()
+                }
+            }
             Err(error) => {
                 tracing::warn!(source = %source, error = %error, "Forwarding the message failed; it will be retried.");
-                Outcome {
+                Handled {
                     retry: true,
-                    ..Outcome::default()
+                    ..Handled::default()
                 }
             }
         }
@@ -250,7 +228,7 @@ impl Forwarder {
 
     /// Writes an unusable input to the dead letter. Acknowledged when written; retried when
     /// the dead letter itself fails (the input would otherwise be lost).
-    pub async fn reject(&self, source: &str, raw: &str, reason: &str) -> Outcome {
+    pub async fn reject(&self, source: &str, raw: &str, reason: &str) -> Handled {
         tracing::warn!(source = %source, reason = %reason, "Unusable input; writing it to the dead letter.");
         let entry = DeadLetterEntry {
             reason: reason.to_string(),
@@ -259,21 +237,16 @@ impl Forwarder {
             event: None,
             raw: Some(raw_text(raw.as_bytes())),
         };
-        match self.relay.dead_letter().write(&[entry]).await {
-            Ok(()) => Outcome {
-                report: Report {
-                    events_in: 1,
-                    dead_lettered: 1,
-                    dead_letter_reasons: BTreeMap::from([(reason.to_string(), 1)]),
-                    ..Report::default()
-                },
+        match self.relay.reject(vec![entry]).await {
+            Ok(report) => Handled {
+                report,
                 retry: false,
             },
             Err(error) => {
                 tracing::error!(source = %source, error = %error, "The dead letter failed; the input will be retried.");
-                Outcome {
+                Handled {
                     retry: true,
-                    ..Outcome::default()
+                    ..Handled::default()
                 }
             }
         }
@@ -292,7 +265,7 @@ impl Forwarder {
         for message in &event.records {
             let id = message.message_id.clone().unwrap_or_default();
             let outcome = self.message(message, bodies, deadline).await;
-            add_report(&mut total, &outcome.report);
+            total += outcome.report;
             if outcome.retry {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -304,7 +277,7 @@ impl Forwarder {
 }
 
 /// The error an invocation fails with so the platform retries it.
-pub fn retry_error(outcome: &Outcome) -> Error {
+pub fn retry_error(outcome: &Handled) -> Error {
     if outcome.report.failed_transient > 0 {
         return Error::DeadlineExceeded {
             pending: outcome.report.failed_transient,
@@ -330,6 +303,7 @@ pub fn sqs_event(value: serde_json::Value) -> Result<SqsEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_session_deadline_keeps_a_margin_before_the_lambda_deadline() {
@@ -391,8 +365,8 @@ mod tests {
             ..Report::default()
         };
         let mut total = Report::default();
-        add_report(&mut total, &one);
-        add_report(&mut total, &one);
+        total += &one;
+        total += &one;
         assert_eq!(
             (total.events_in, total.delivered, total.dead_lettered),
             (6, 4, 2)

@@ -9,62 +9,59 @@ pub mod secrets;
 use std::sync::Arc;
 
 use crate::auth::SecretSource;
-use crate::config::{Config, Credential};
+use crate::config::{Config, Credential, Platform};
 use crate::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use crate::keeper::{DecodeOptions, SchemaMode};
 use crate::relay::Relay;
 use crate::Result;
 
 pub use clients::AwsClients;
-pub use forward::{Bodies, Forwarder, Outcome};
+pub use forward::{Bodies, Handled, LambdaForwarder};
 pub use notification::{extract, extract_text, Extracted, ObjectRef};
 pub use s3::{forward_object, ObjectOutcome, S3DeadLetter};
 pub use secrets::SecretsManagerSource;
 
-/// Where Lambda may write files: the only writable path in the sandbox.
-const LAMBDA_TMP_DEAD_LETTER: &str = "/tmp/logrelay-dead-letter";
+/// The dead letter `config.dead_letter` names: `s3://bucket/prefix/` or a directory (the
+/// default `/tmp` one does not outlive the container: set an S3 URI in production).
+pub fn dead_letter_for(config: &Config, clients: &AwsClients) -> Result<Arc<dyn DeadLetterSink>> {
+    let location = &config.dead_letter;
+    if location.starts_with(s3::S3_SCHEME) {
+        let (bucket, prefix) = S3DeadLetter::parse(location)?;
+        return Ok(Arc::new(S3DeadLetter::new(
+            clients.s3.clone(),
+            bucket,
+            prefix,
+        )));
+    }
+    Ok(Arc::new(LocalDirDeadLetter::new(location.clone())))
+}
 
-/// The dead letter named by `LOGRELAY_DEAD_LETTER`: `s3://bucket/prefix/` or a directory
-/// (default `/tmp/logrelay-dead-letter`, which does not outlive the container: set an S3 URI
-/// in production).
-pub fn dead_letter_from_env(clients: &AwsClients) -> Result<Arc<dyn DeadLetterSink>> {
-    match std::env::var("LOGRELAY_DEAD_LETTER") {
-        Ok(uri) if uri.starts_with(s3::S3_SCHEME) => {
-            let (bucket, prefix) = S3DeadLetter::parse(&uri)?;
-            Ok(Arc::new(S3DeadLetter::new(
-                clients.s3.clone(),
-                bucket,
-                prefix,
-            )))
-        }
-        Ok(dir) if !dir.is_empty() => Ok(Arc::new(LocalDirDeadLetter::new(dir))),
-        _ => {
-            tracing::warn!(
-                dir = LAMBDA_TMP_DEAD_LETTER,
-                "LOGRELAY_DEAD_LETTER is not set; undeliverable events go to a local directory that is lost with the container. Set s3://bucket/prefix/."
-            );
-            Ok(Arc::new(LocalDirDeadLetter::new(LAMBDA_TMP_DEAD_LETTER)))
-        }
+/// Decoding options from the configured schema and decompression limit.
+pub fn decode_options(config: &Config) -> DecodeOptions {
+    DecodeOptions {
+        schema: config.schema.clone(),
+        max_decompressed_bytes: config.tuning.max_decompressed_bytes,
+        now: std::time::SystemTime::now(),
     }
 }
 
-/// Decoding options from `LOGRELAY_SCHEMA` (`keeper`, default, or `passthrough` with
-/// `LOGRELAY_TIME_FIELD`) and the configured decompression limit.
-pub fn decode_options_from_env(config: &Config) -> Result<DecodeOptions> {
-    let schema = SchemaMode::from_lookup(|name| std::env::var(name).ok())?;
-    Ok(DecodeOptions {
-        schema,
-        max_decompressed_bytes: config.tuning.max_decompressed_bytes,
-        now: std::time::SystemTime::now(),
-    })
+/// What a Lambda container holds, built once from the environment.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// The relay and S3 client the handlers forward through.
+    pub forwarder: LambdaForwarder,
+    /// The SDK clients.
+    pub clients: AwsClients,
+    /// The settings read at start.
+    pub config: Config,
 }
 
 /// Everything a Lambda function needs, built once per container from the environment:
 /// configuration, AWS clients, the client secret from Secrets Manager when
 /// `AZURE_CLIENT_SECRET_ARN` is set, the dead letter, and the relay.
-pub async fn forwarder_from_env() -> Result<(Forwarder, AwsClients)> {
-    let config = Config::from_env()?;
-    let clients = AwsClients::from_env().await;
+pub async fn container_from_env() -> Result<Container> {
+    let config = Config::from_env(Platform::Aws)?;
+    let clients = AwsClients::from_env().await?;
     let secrets: Option<Arc<dyn SecretSource>> = match &config.auth.credential {
         Credential::SecretArn(arn) => Some(Arc::new(SecretsManagerSource::new(
             clients.secrets.clone(),
@@ -72,20 +69,23 @@ pub async fn forwarder_from_env() -> Result<(Forwarder, AwsClients)> {
         ))),
         _ => None,
     };
-    let dead_letter = dead_letter_from_env(&clients)?;
-    let decode = decode_options_from_env(&config)?;
-    let relay = Relay::from_config(&config, dead_letter, decode, secrets).await?;
-    let forwarder = Forwarder {
+    let dead_letter = dead_letter_for(&config, &clients)?;
+    let relay = Relay::from_config(&config, dead_letter, decode_options(&config), secrets).await?;
+    let forwarder = LambdaForwarder {
         relay,
         s3: clients.s3.clone(),
         budget: config.tuning.deadline,
     };
-    Ok((forwarder, clients))
+    Ok(Container {
+        forwarder,
+        clients,
+        config,
+    })
 }
 
 /// A forwarder whose Azure, Entra and S3 endpoints are a closed loopback port, writing to
 /// `dead_letter`: for handler tests that must never reach a service.
-pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<Forwarder> {
+pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<LambdaForwarder> {
     const CLOSED: &str = "http://127.0.0.1:9";
     let config = Config::from_lookup(|name| {
         let value = match name {
@@ -110,7 +110,7 @@ pub async fn offline_forwarder(dead_letter: Arc<dyn DeadLetterSink>) -> Result<F
         now: std::time::SystemTime::now(),
     };
     let relay = Relay::from_config(&config, dead_letter, decode, None).await?;
-    Ok(Forwarder {
+    Ok(LambdaForwarder {
         relay,
         s3: clients.s3,
         budget: config.tuning.deadline,

@@ -1,7 +1,7 @@
 //! S3 object references out of every way a "new object" notice reaches a function: S3 event
 //! notifications (direct, in SQS, in SNS, SNS in SQS) and EventBridge "Object Created" events.
 //!
-//! Pure: JSON in, object references out. Shapes are in azure-monitor-protocol.md §4.1–§4.3.
+//! Pure: JSON in, object references out. Shapes are in <https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>.
 
 use serde_json::Value;
 
@@ -9,16 +9,16 @@ use serde_json::Value;
 /// Source: AWS S3 notification-how-to, supported event types.
 const OBJECT_CREATED_PREFIX: &str = "ObjectCreated:";
 
-/// The `Event` of the test message S3 sends when a notification is configured (§4.1).
+/// The `Event` of the test message S3 sends when a notification is configured (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>).
 const S3_TEST_EVENT: &str = "s3:TestEvent";
 
-/// EventBridge `detail-type` of a new object (AWS `ev-events` page, §4.3).
+/// EventBridge `detail-type` of a new object (AWS `ev-events` page, <https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>).
 const EVENTBRIDGE_OBJECT_CREATED: &str = "Object Created";
 
 /// EventBridge `source` of S3 events.
 const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";
 
-/// SNS envelope `Type` of a published message (§4.3).
+/// SNS envelope `Type` of a published message (<https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html>).
 const SNS_NOTIFICATION_TYPE: &str = "Notification";
 
 /// Wrappers nest at most SQS → SNS → S3; more means a loop or nonsense.
@@ -32,7 +32,7 @@ pub struct ObjectRef {
     /// Object key, decoded.
     pub key: String,
     /// Another reading of the key, tried when `key` does not exist. Set for EventBridge keys
-    /// with `+` or `%`: whether EventBridge URL-encodes keys is not documented (§4.3).
+    /// with `+` or `%`: whether EventBridge URL-encodes keys is not documented (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>).
     pub alt_key: Option<String>,
     /// Size in bytes, when the notification says.
     pub size: Option<u64>,
@@ -208,33 +208,22 @@ fn eventbridge(value: &Value) -> Result<Extracted, Malformed> {
 }
 
 /// Decodes a key as S3 notifications encode it: `application/x-www-form-urlencoded`, so `+`
-/// is a space and `%XX` is a byte (§4.1). A `%` not followed by two hex digits stays as is;
+/// is a space and `%XX` is a byte (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>). A `%` not followed by two hex digits stays as is;
 /// bytes that are not UTF-8 are replaced (S3 keys are UTF-8, so that cannot match anyway).
+/// The decoding is `form_urlencoded`'s (the WHATWG URL Standard's application/x-www-form-urlencoded parser).
 pub fn decode_form_urlencoded(key: &str) -> String {
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|pair| {
-                    std::str::from_utf8(pair)
-                        .ok()
-                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                });
-                if let Some(byte) = hex {
-                    out.push(byte);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // A key is one form value: decode each `&`-separated piece as the value of an unnamed
+    // pair (`=` + piece, so a `=` in it stays), keeping any raw `&` a sender left unencoded.
+    key.split('&')
+        .map(|piece| {
+            let pair = format!("={piece}");
+            form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -396,5 +385,10 @@ mod tests {
         assert_eq!(decode_form_urlencoded("100%"), "100%");
         assert_eq!(decode_form_urlencoded("%zz%4"), "%zz%4");
         assert_eq!(decode_form_urlencoded("%C3%A9"), "é");
+        assert_eq!(
+            decode_form_urlencoded("q&a=b+c"),
+            "q&a=b c",
+            "raw & and = are kept"
+        );
     }
 }

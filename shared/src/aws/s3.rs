@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::AsyncRead;
 
-use crate::dead_letter::{slug, BoxFuture, DeadLetterEntry, DeadLetterSink};
+use crate::dead_letter::{slug, DeadLetterEntry, DeadLetterSink};
 use crate::ingest::{Report, SessionOptions};
-use crate::relay::Relay;
+use crate::model::BoxFuture;
+use crate::relay::{Input, Relay};
 use crate::{Error, Result};
 
 use super::clients::{aws_error, error_code};
@@ -78,8 +79,14 @@ pub async fn forward_object(
         return Ok(ObjectOutcome::Missing(uri));
     };
     let source = format!("s3://{}/{key}", object.bucket);
-    let report = relay.forward_async_reader(body, source, options).await?;
-    Ok(ObjectOutcome::Forwarded(report))
+    let mut forwarded = relay
+        .forward([Input::async_reader(source, body)], options)
+        .await?;
+    match forwarded.read_errors.pop() {
+        // The stream broke part-way: the rows before were sent; the object is retried.
+        Some(failed) => Err(failed.error),
+        None => Ok(ObjectOutcome::Forwarded(forwarded.report)),
+    }
 }
 
 /// Writes each batch of dead-letter entries as one NDJSON object

@@ -5,7 +5,9 @@ use std::fmt;
 
 use tokio::sync::Mutex;
 
-use crate::auth::{BoxFuture, SecretSource};
+use crate::auth::SecretSource;
+use crate::config::HttpToken;
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
 
@@ -114,25 +116,22 @@ pub fn secret_value(text: &str, field: &str) -> std::result::Result<Secret, Stri
 
 /// The HTTP function's shared token: `LOGRELAY_HTTP_TOKEN`, else the secret named by
 /// `LOGRELAY_HTTP_TOKEN_ARN` (plain text or JSON with `token`).
-pub async fn http_token_from_env(client: &aws_sdk_secretsmanager::Client) -> Result<Secret> {
-    if let Some(token) = std::env::var("LOGRELAY_HTTP_TOKEN")
-        .ok()
-        .filter(|token| !token.is_empty())
-    {
-        return Ok(Secret::new(token));
-    }
-    let Some(arn) = std::env::var("LOGRELAY_HTTP_TOKEN_ARN")
-        .ok()
-        .filter(|arn| !arn.is_empty())
-    else {
-        return Err(Error::MissingConfig {
+pub async fn http_token(
+    token: &HttpToken,
+    client: &aws_sdk_secretsmanager::Client,
+) -> Result<Secret> {
+    match token {
+        HttpToken::Value(token) => Ok(token.clone()),
+        HttpToken::SecretArn(arn) => {
+            SecretsManagerSource::with_field(client.clone(), arn.clone(), HTTP_TOKEN_FIELD)
+                .get(false)
+                .await
+        }
+        HttpToken::Unset => Err(Error::MissingConfig {
             name: "LOGRELAY_HTTP_TOKEN",
             hint: "the shared bearer token callers must send, or LOGRELAY_HTTP_TOKEN_ARN naming a Secrets Manager secret that holds it",
-        });
-    };
-    SecretsManagerSource::with_field(client.clone(), arn, HTTP_TOKEN_FIELD)
-        .get(false)
-        .await
+        }),
+    }
 }
 
 #[cfg(test)]

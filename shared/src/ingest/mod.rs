@@ -1,51 +1,31 @@
 //! Ingestion into the Logs Ingestion API: packing under the request limit, gzip, bounded
 //! concurrency, retries that honour Retry-After, split on 413, and the dead letter.
 
+pub mod endpoint;
 pub mod pack;
 pub mod retry;
 mod send;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod tuning;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
 use crate::auth::TokenCache;
-use crate::config::{IngestionEndpoint, Tuning};
 use crate::dead_letter::{DeadLetterEntry, DeadLetterSink};
+pub use crate::model::{EncodedRow, Origin, Report, MAX_BATCH_BYTES};
 use crate::Result;
+pub use endpoint::IngestionEndpoint;
 use pack::{Batch, Packed, Packer};
-use send::{Delivery, Tally, MAX_ENTRIES_PER_WRITE};
+use send::{BatchContext, MAX_ENTRIES_PER_WRITE};
+pub use tuning::Tuning;
 
-/// Bytes of serialized JSON array per request. The documented limit is 1 MB "both compressed
-/// and uncompressed" (azure-monitor-protocol.md §1.5); 1,000,000 is safe for every reading of it.
-pub const MAX_BATCH_BYTES: usize = 1_000_000;
-
-/// What the service enforces on the wire: 1 MiB (413 `ContentLengthLimitExceeded`, §1.6).
+/// What the service enforces on the wire: 1 MiB (413 `ContentLengthLimitExceeded`, <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
 pub const SERVICE_MAX_BODY_BYTES: usize = 1_048_576;
-
-/// Where a row came from, for dead-letter entries and error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// File name, S3 URI, message id.
-    pub source: Arc<str>,
-    /// 1-based record (line or element) number within the source.
-    pub record: u64,
-}
-
-/// One row, already serialized as a JSON object.
-#[derive(Debug, Clone)]
-pub struct EncodedRow {
-    /// `{"TimeGenerated":...}` as UTF-8 JSON.
-    pub json: Vec<u8>,
-    /// Where it came from.
-    pub origin: Origin,
-}
 
 /// What to do with rows whose transient failures outlast the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,65 +53,6 @@ impl Default for SessionOptions {
             deadline: None,
             transient: TransientPolicy::DeadLetter,
         }
-    }
-}
-
-impl Report {
-    /// True when `events_in == delivered + dead_lettered + failed_transient`: every event
-    /// is accounted for.
-    pub fn is_balanced(&self) -> bool {
-        self.events_in == self.delivered + self.dead_lettered + self.failed_transient
-    }
-
-    fn add(&mut self, tally: Tally) {
-        self.delivered += tally.delivered;
-        self.dead_lettered += tally.dead_lettered;
-        self.failed_transient += tally.failed_transient;
-        self.requests += tally.requests;
-        self.retries += tally.retries;
-        self.throttled += tally.throttled;
-        self.bytes_sent += tally.bytes_sent;
-        self.bytes_uncompressed += tally.bytes_uncompressed;
-        for (reason, count) in tally.reasons {
-            *self.dead_letter_reasons.entry(reason).or_default() += count;
-        }
-    }
-}
-
-/// Counters for one run or invocation. The same names appear in the CLI summary, the Lambda
-/// metrics and the Azure handler's logs.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Report {
-    pub events_in: u64,
-    pub delivered: u64,
-    pub dead_lettered: u64,
-    /// Rows not delivered because of transient failures under [`TransientPolicy::Fail`].
-    pub failed_transient: u64,
-    pub requests: u64,
-    pub retries: u64,
-    pub throttled: u64,
-    /// Bytes on the wire (gzip).
-    pub bytes_sent: u64,
-    /// Serialized JSON bytes before gzip.
-    pub bytes_uncompressed: u64,
-    pub token_fetches: u64,
-    pub truncated_fields: u64,
-    pub old_events: u64,
-    /// Dead-letter reasons and how many events each.
-    pub dead_letter_reasons: BTreeMap<String, u64>,
-    #[serde(with = "duration_secs")]
-    pub duration: Duration,
-}
-
-mod duration_secs {
-    use serde::Serializer;
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
     }
 }
 
@@ -190,7 +111,7 @@ impl Ingestor {
     ) -> Session {
         let tuning = &self.inner.tuning;
         Session {
-            delivery: Delivery {
+            delivery: BatchContext {
                 inner: self.inner.clone(),
                 dead_letter: dead_letter.clone(),
                 policy: options.transient,
@@ -222,11 +143,11 @@ const MAX_BUFFERED_REJECT_BYTES: usize = 8 << 20;
 /// at most 5,000 (`MAX_ENTRIES_PER_WRITE`) buffered rejects.
 #[derive(Debug)]
 pub struct Session {
-    delivery: Delivery,
+    delivery: BatchContext,
     dead_letter: Arc<dyn DeadLetterSink>,
     packer: Packer,
     permits: Arc<Semaphore>,
-    tasks: JoinSet<Result<Tally>>,
+    tasks: JoinSet<Result<Report>>,
     rejects: Vec<DeadLetterEntry>,
     rejects_bytes: usize,
     fetches_at_start: u64,
@@ -243,12 +164,7 @@ impl Session {
             Packed::Added => Ok(()),
             Packed::Full(batch) => self.dispatch(batch).await,
             Packed::Oversized(row, reason) => {
-                self.report.dead_lettered += 1;
-                *self
-                    .report
-                    .dead_letter_reasons
-                    .entry(reason.clone())
-                    .or_default() += 1;
+                self.report.count_dead_letter(&reason, 1);
                 self.buffer_reject(DeadLetterEntry::for_row(&row, reason))
                     .await
             }
@@ -259,12 +175,7 @@ impl Session {
     /// as one event in and one dead-lettered.
     pub async fn reject(&mut self, entry: DeadLetterEntry) -> Result<()> {
         self.report.events_in += 1;
-        self.report.dead_lettered += 1;
-        *self
-            .report
-            .dead_letter_reasons
-            .entry(entry.reason.clone())
-            .or_default() += 1;
+        self.report.count_dead_letter(&entry.reason, 1);
         self.buffer_reject(entry).await
     }
 
@@ -288,7 +199,7 @@ impl Session {
         }
         self.flush_rejects().await?;
         while let Some(joined) = self.tasks.join_next().await {
-            self.report.add(settle(joined)?);
+            self.report += settle(joined)?;
         }
         let fetches = self.delivery.inner.tokens.fetches();
         self.report.token_fetches = fetches.saturating_sub(self.fetches_at_start);
@@ -300,7 +211,7 @@ impl Session {
     /// Starts sending `batch` once a permit is free; collects finished batches on the way.
     async fn dispatch(&mut self, batch: Batch) -> Result<()> {
         while let Some(joined) = self.tasks.try_join_next() {
-            self.report.add(settle(joined)?);
+            self.report += settle(joined)?;
         }
         // Wait for a free slot, collecting results meanwhile so a failure surfaces early.
         let permit = loop {
@@ -315,7 +226,7 @@ impl Session {
                         Err(_) => continue,
                     }
                 }
-                Some(joined) = self.tasks.join_next() => self.report.add(settle(joined)?),
+                Some(joined) = self.tasks.join_next() => self.report += settle(joined)?,
             }
         };
         let delivery = self.delivery.clone();
@@ -351,7 +262,7 @@ impl Session {
 }
 
 /// A batch task's result; a panic in one is re-raised rather than losing its rows silently.
-fn settle(joined: Result<Result<Tally>, JoinError>) -> Result<Tally> {
+fn settle(joined: Result<Result<Report>, JoinError>) -> Result<Report> {
     match joined {
         Ok(tally) => tally,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

@@ -19,9 +19,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// What to do after an answer from the Logs Ingestion API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryAction {
-    /// 2xx: accepted (the API answers 204, §1.4).
+    /// 2xx: accepted (the API answers 204, <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
     Success,
-    /// 408, 429, 500, 502, 503, 504, ≥ 506: try again later (azure-core's list, §1.6).
+    /// 408, 429, 500, 502, 503, 504, ≥ 506: try again later (azure-core's list, <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
     Retry,
     /// 413: the body is too large; send each half separately.
     Split,
@@ -31,7 +31,7 @@ pub enum RetryAction {
     Permanent,
 }
 
-/// Classifies an HTTP status. Source: azure-monitor-protocol.md §1.4, §1.6.
+/// Classifies an HTTP status. Source: <https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>.
 pub fn classify(status: u16) -> RetryAction {
     match status {
         200..=299 => RetryAction::Success,
@@ -45,7 +45,7 @@ pub fn classify(status: u16) -> RetryAction {
 
 /// The server's requested wait, from `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After`
 /// (seconds or HTTP-date, relative to `now`), clamped to [`MAX_RETRY_AFTER`]. Same headers,
-/// same order as azure-core (§1.6).
+/// same order as azure-core (<https://learn.microsoft.com/rest/api/monitor/dataplane/logs-ingestion/upload>).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| {
         headers
@@ -171,6 +171,11 @@ pub fn advice(status: u16, error: &AzureError, dcr_id: &str) -> String {
             "HTTP 403 ({azure}): grant the role Monitoring Metrics Publisher on the data \
              collection rule {dcr_id} to the app's service principal (AZURE_CLIENT_ID), then \
              allow up to 30 minutes for the assignment to propagate"
+        ),
+        404 if azure.to_ascii_lowercase().contains("stream") => format!(
+            "HTTP 404 ({azure}): the stream is not declared in the rule: the URL's \
+             /streams/<name> (LOGS_INGESTION_STREAM) must be a key of the DCR's \
+             streamDeclarations, e.g. Custom-KeeperAuditEvents, spelled exactly"
         ),
         404 => format!(
             "HTTP 404 ({azure}): check the DCR immutable id {dcr_id} (properties.immutableId, \

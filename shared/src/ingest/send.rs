@@ -1,10 +1,10 @@
-//! Delivery of one batch: gzip, POST, classify, retry with backoff, reauthenticate once on
+//! BatchContext of one batch: gzip, POST, classify, retry with backoff, reauthenticate once on
 //! 401, split on 413, and the dead letter for what cannot be delivered.
 //!
 //! One `x-ms-client-request-id` is used for every attempt of the same body, so Azure support
 //! can follow one body across its retries; a split half is a new body with a new id.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,6 +17,7 @@ use super::pack::{write_body, Batch};
 use super::retry::{self, AzureError, RetryAction};
 use super::{Inner, TransientPolicy, SERVICE_MAX_BODY_BYTES};
 use crate::dead_letter::{DeadLetterEntry, DeadLetterSink};
+use crate::model::Report;
 use crate::Result;
 
 /// Most entries in one dead-letter write (one file or object).
@@ -25,30 +26,9 @@ pub(crate) const MAX_ENTRIES_PER_WRITE: usize = 5_000;
 /// Longest error body read from a response; Azure's error JSON is far smaller.
 const MAX_ERROR_BODY_BYTES: usize = 16 * 1024;
 
-/// Counters from one batch (or from rejects), merged into the session's report.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    pub(crate) delivered: u64,
-    pub(crate) dead_lettered: u64,
-    pub(crate) failed_transient: u64,
-    pub(crate) requests: u64,
-    pub(crate) retries: u64,
-    pub(crate) throttled: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_uncompressed: u64,
-    pub(crate) reasons: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    pub(crate) fn dead_letter(&mut self, reason: &str, count: u64) {
-        self.dead_lettered += count;
-        *self.reasons.entry(reason.to_string()).or_default() += count;
-    }
-}
-
 /// Everything a batch task needs from its session.
 #[derive(Debug, Clone)]
-pub(crate) struct Delivery {
+pub(crate) struct BatchContext {
     pub(crate) inner: Arc<Inner>,
     pub(crate) dead_letter: Arc<dyn DeadLetterSink>,
     pub(crate) policy: TransientPolicy,
@@ -57,7 +37,7 @@ pub(crate) struct Delivery {
 }
 
 /// How one body ended.
-enum Outcome {
+enum SendResult {
     Delivered,
     /// 413: too large for the service.
     TooLarge(String),
@@ -69,30 +49,30 @@ enum Outcome {
 
 /// Delivers `batch` (splitting on 413) and writes what failed to the dead letter. Errs only
 /// when the dead letter cannot be written.
-pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Tally> {
+pub(crate) async fn deliver(delivery: BatchContext, batch: Batch) -> Result<Report> {
     let batch_deadline = Instant::now() + delivery.inner.tuning.deadline;
     let deadline = delivery
         .deadline
         .map_or(batch_deadline, |session| session.min(batch_deadline));
-    let mut tally = Tally::default();
+    let mut tally = Report::default();
     let mut failed: Vec<DeadLetterEntry> = Vec::new();
     let mut queue = VecDeque::from([batch]);
     while let Some(batch) = queue.pop_front() {
         let rows = batch.rows.len() as u64;
         let (reason, transient) = match send(&delivery, &batch, deadline, &mut tally).await {
-            Outcome::Delivered => {
+            SendResult::Delivered => {
                 tally.delivered += rows;
                 continue;
             }
-            Outcome::TooLarge(_) if batch.rows.len() > 1 => {
+            SendResult::TooLarge(_) if batch.rows.len() > 1 => {
                 tracing::debug!(rows, "Splitting a body Azure found too large.");
                 let (first, second) = batch.split();
                 queue.push_front(second);
                 queue.push_front(first);
                 continue;
             }
-            Outcome::TooLarge(reason) | Outcome::Permanent(reason) => (reason, false),
-            Outcome::Exhausted(reason) => (reason, true),
+            SendResult::TooLarge(reason) | SendResult::Permanent(reason) => (reason, false),
+            SendResult::Exhausted(reason) => (reason, true),
         };
         if transient && delivery.policy == TransientPolicy::Fail {
             tracing::warn!(rows, %reason, "Rows not delivered; the invocation will fail so they are retried.");
@@ -100,7 +80,7 @@ pub(crate) async fn deliver(delivery: Delivery, batch: Batch) -> Result<Tally> {
             continue;
         }
         tracing::warn!(rows, %reason, "Rows go to the dead letter.");
-        tally.dead_letter(&reason, rows);
+        tally.count_dead_letter(&reason, rows);
         failed.extend(
             batch
                 .rows
@@ -127,15 +107,22 @@ fn gzip(batch: &Batch) -> std::io::Result<Bytes> {
 }
 
 /// Sends one body until it is delivered, refused, or out of attempts or time.
-async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut Tally) -> Outcome {
+async fn send(
+    delivery: &BatchContext,
+    batch: &Batch,
+    deadline: Instant,
+    tally: &mut Report,
+) -> SendResult {
     let inner = &delivery.inner;
     let body = match gzip(batch) {
         Ok(body) => body,
-        Err(error) => return Outcome::Permanent(format!("cannot gzip the request body: {error}")),
+        Err(error) => {
+            return SendResult::Permanent(format!("cannot gzip the request body: {error}"))
+        }
     };
     if body.len() > SERVICE_MAX_BODY_BYTES {
         // Cannot happen for JSON ≤ 1,000,000 bytes; handled like the service's own 413.
-        return Outcome::TooLarge(format!(
+        return SendResult::TooLarge(format!(
             "gzipped body is {} bytes, over the service limit of {SERVICE_MAX_BODY_BYTES}",
             body.len()
         ));
@@ -151,7 +138,7 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted: the deadline passed after {} attempts; last error: {last}",
                 attempt - 1
             ));
@@ -166,7 +153,7 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
                 last = error.to_string();
                 None
             }
-            Err(error) => return Outcome::Permanent(error.to_string()),
+            Err(error) => return SendResult::Permanent(error.to_string()),
         };
         if let Some(token) = token {
             tally.requests += 1;
@@ -202,22 +189,22 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
                     );
                     let action = retry::classify(status);
                     if action == RetryAction::Success {
-                        return Outcome::Delivered;
+                        return SendResult::Delivered;
                     }
                     let headers = response.headers().clone();
                     let error_body = read_capped(response).await;
                     let error = AzureError::parse(&headers, &error_body);
                     match action {
-                        RetryAction::Success => return Outcome::Delivered,
+                        RetryAction::Success => return SendResult::Delivered,
                         RetryAction::Split => {
-                            return Outcome::TooLarge(retry::advice(
+                            return SendResult::TooLarge(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
                             ))
                         }
                         RetryAction::Permanent => {
-                            return Outcome::Permanent(retry::advice(
+                            return SendResult::Permanent(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
@@ -233,7 +220,7 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
                             continue;
                         }
                         RetryAction::Reauthenticate => {
-                            return Outcome::Permanent(retry::advice(
+                            return SendResult::Permanent(retry::advice(
                                 status,
                                 &error,
                                 &inner.endpoint.dcr_id,
@@ -251,7 +238,7 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
             }
         }
         if attempt >= max_attempts {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted after {attempt} attempts; last error: {last}"
             ));
         }
@@ -265,7 +252,7 @@ async fn send(delivery: &Delivery, batch: &Batch, deadline: Instant, tally: &mut
             ),
         );
         if Instant::now() + delay >= deadline {
-            return Outcome::Exhausted(format!(
+            return SendResult::Exhausted(format!(
                 "retries exhausted: waiting {delay:?} more would pass the deadline after {attempt} attempts; last error: {last}"
             ));
         }

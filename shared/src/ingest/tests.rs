@@ -14,9 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::auth::{AccessToken, BoxFuture, TokenProvider};
+use crate::auth::{AccessToken, TokenProvider};
 use crate::clock::SystemClock;
 use crate::dead_letter::MemoryDeadLetter;
+use crate::model::BoxFuture;
 use crate::secret::Secret;
 
 /// One request as the server saw it.

@@ -36,7 +36,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetterEntry;
-use crate::ingest::{EncodedRow, Origin};
+use crate::model::{EncodedRow, Origin};
 use crate::{Error, Result};
 
 use frame::{JsonFramer, JsonOut, LineFramer, LineOut};
@@ -45,11 +45,11 @@ use time::Millis;
 
 pub use frame::MAX_RECORD_BYTES;
 
-/// Longest string Azure keeps in a field: 64 KB (azure-monitor-protocol.md §1.5). Longer
+/// Longest string Azure keeps in a field: 64 KB (<https://learn.microsoft.com/azure/azure-monitor/fundamentals/service-limits#logs-ingestion-api>). Longer
 /// strings are truncated here, deterministically, and counted.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
-/// Azure replaces a `TimeGenerated` older than this with the arrival time (§1.7).
+/// Azure replaces a `TimeGenerated` older than this with the arrival time (<https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>).
 pub const OLD_EVENT_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
 
 /// How input records become rows.
@@ -59,39 +59,6 @@ pub enum SchemaMode {
     Keeper,
     /// Non-Keeper objects forwarded as they are; `TimeGenerated` taken from `time_field`.
     Passthrough { time_field: String },
-}
-
-impl SchemaMode {
-    /// Reads `LOGRELAY_SCHEMA` (`keeper`, the default, or `passthrough`) and, for passthrough,
-    /// `LOGRELAY_TIME_FIELD`, which is then required: the time must come from a named field,
-    /// never from a guess. Every binary reads the schema through this one function.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<SchemaMode> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-        };
-        match get("LOGRELAY_SCHEMA") {
-            None => Ok(SchemaMode::Keeper),
-            Some(mode) if mode.eq_ignore_ascii_case("keeper") => Ok(SchemaMode::Keeper),
-            Some(mode) if mode.eq_ignore_ascii_case("passthrough") => {
-                match get("LOGRELAY_TIME_FIELD") {
-                    Some(time_field) => Ok(SchemaMode::Passthrough { time_field }),
-                    None => Err(crate::Error::MissingConfig {
-                        name: "LOGRELAY_TIME_FIELD",
-                        hint:
-                            "the passthrough schema takes TimeGenerated from this field of each row",
-                    }),
-                }
-            }
-            Some(other) => Err(crate::Error::InvalidConfig {
-                name: "LOGRELAY_SCHEMA".into(),
-                reason: format!(
-                    "`{other}` is not a schema; use `keeper` (the default) or `passthrough`"
-                ),
-            }),
-        }
-    }
 }
 
 /// Decoding options.
@@ -693,52 +660,5 @@ fn convert_object(
             })
         }
         Err(reason) => reject(ctx, at, reason, raw),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn schema(vars: &[(&str, &str)]) -> Result<SchemaMode> {
-        SchemaMode::from_lookup(|name| {
-            vars.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_string())
-        })
-    }
-
-    #[test]
-    fn the_schema_is_keeper_unless_passthrough_is_asked_for_with_its_time_field() {
-        assert_eq!(schema(&[]).unwrap(), SchemaMode::Keeper);
-        assert_eq!(
-            schema(&[("LOGRELAY_SCHEMA", " Keeper ")]).unwrap(),
-            SchemaMode::Keeper
-        );
-        assert_eq!(
-            schema(&[
-                ("LOGRELAY_SCHEMA", "passthrough"),
-                ("LOGRELAY_TIME_FIELD", "ts")
-            ])
-            .unwrap(),
-            SchemaMode::Passthrough {
-                time_field: "ts".into()
-            }
-        );
-    }
-
-    #[test]
-    fn passthrough_without_a_time_field_or_an_unknown_schema_is_named() {
-        let missing = schema(&[("LOGRELAY_SCHEMA", "passthrough")])
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("LOGRELAY_TIME_FIELD"), "{missing}");
-        let unknown = schema(&[("LOGRELAY_SCHEMA", "csv")])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            unknown.contains("LOGRELAY_SCHEMA") && unknown.contains("`csv`"),
-            "{unknown}"
-        );
     }
 }
