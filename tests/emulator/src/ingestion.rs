@@ -60,21 +60,36 @@ pub(crate) async fn ingest(
     body: Body,
 ) -> Response {
     let _in_flight = state.enter();
-    let network = {
-        let mut inner = state.lock();
-        inner.stats.ingestion_requests += 1;
-        let inner = &mut *inner;
-        faults::draw_network(&inner.faults, &mut inner.rng)
-    };
+    state.lock().stats.ingestion_requests += 1;
     // Read the whole body first, so a dropped connection is dropped after the client sent it.
     let body = axum::body::to_bytes(body, READ_CAP_BYTES).await;
-    if network.delay_ms > 0 {
-        if network.stalled {
+    // The token is judged as of arrival (a gateway authenticates on receipt), so a stall or
+    // latency fault never turns a valid token into an expired one.
+    let received_at = state.now();
+    let fate = match &body {
+        Ok(wire) => {
+            let key = faults::request_key(wire, content_encoding(&headers) == Ok(true));
+            let mut inner = state.lock();
+            let seen = inner.attempts.entry(key.clone()).or_insert(0);
+            let attempt = *seen;
+            *seen += 1;
+            faults::fate(&inner.faults, &key, attempt)
+        }
+        Err(_) => faults::Fate {
+            drop: false,
+            delay_ms: 0,
+            stalled: false,
+            action: Action::Serve,
+        },
+    };
+    if fate.delay_ms > 0 {
+        if fate.stalled {
             state.lock().stats.stalled_requests += 1;
         }
-        tokio::time::sleep(Duration::from_millis(network.delay_ms)).await;
+        // The fault itself: the answer is held this long (the client may give up meanwhile).
+        tokio::time::sleep(Duration::from_millis(fate.delay_ms)).await;
     }
-    if network.drop {
+    if fate.drop {
         return drop_connection(&state, &conn);
     }
     let request = Request {
@@ -85,7 +100,7 @@ pub(crate) async fn ingest(
     };
     let client_request_id = request.headers.get(&CLIENT_REQUEST_ID).cloned();
     let mut response = match body {
-        Ok(body) => handle(&state, &conn, &request, body),
+        Ok(body) => handle(&state, &conn, &request, body, fate.action, received_at),
         // Only a body over READ_CAP_BYTES (or a broken upload) gets here.
         Err(_) => too_large(
             MAX_BODY_BYTES,
@@ -106,7 +121,14 @@ pub(crate) async fn ingest(
 }
 
 /// Checks one request in the gateway's order and stores its rows.
-fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> Response {
+fn handle(
+    state: &State,
+    conn: &Connection,
+    request: &Request,
+    wire: Bytes,
+    drawn: Action,
+    received_at: SystemTime,
+) -> Response {
     let config = &state.config;
     {
         let mut inner = state.lock();
@@ -116,8 +138,8 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
     if let Err(response) = check_api_version(request.query.as_deref()) {
         return response;
     }
-    let client_id = match token::validate(state, &request.headers, SystemTime::now()) {
-        Ok((_, client_id)) => client_id,
+    let (token_serial, client_id) = match token::validate(state, &request.headers, received_at) {
+        Ok(valid) => valid,
         Err(refusal) => return unauthorized(&refusal, config.audience()),
     };
     if request.dcr != config.dcr_id {
@@ -152,7 +174,7 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
             .max_body_bytes
             .map_or(MAX_BODY_BYTES, |max| max.min(MAX_BODY_BYTES));
         (
-            faults::next_action(&mut inner.faults, &mut inner.rng),
+            faults::next_scripted(&mut inner.faults).unwrap_or(drawn),
             limit,
             inner.faults.retry_after_secs,
         )
@@ -252,11 +274,17 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
         }
         _ => Vec::new(),
     };
-    store(state, &stream.name, rows, stream);
+    store(state, &stream.name, rows, stream, token_serial);
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::StreamConfig) {
+fn store(
+    state: &State,
+    name: &str,
+    rows: Vec<Value>,
+    stream: &crate::config::StreamConfig,
+    token_serial: u64,
+) {
     let received = chrono::Utc::now();
     let mut changes = Changes::default();
     let count = rows.len() as u64;
@@ -266,6 +294,7 @@ fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::St
             Value::Object(map) => Some(StoredRow {
                 stream: name.to_string(),
                 row: columns::shape_row(stream, map, received, &mut changes),
+                token_serial,
             }),
             _ => None,
         })
@@ -284,14 +313,15 @@ fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::St
     stats.filled_time_generated += changes.filled_time;
     stats.type_mismatches += changes.mismatches;
     inner.rows.extend(shaped);
+    drop(inner);
+    state.changed.notify_waiters();
 }
 
 fn check_api_version(query: Option<&str>) -> Result<(), Response> {
     let version = query.and_then(|query| {
-        crate::form::parse(query.as_bytes())
-            .into_iter()
+        form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name == "api-version")
-            .map(|(_, value)| value)
+            .map(|(_, value)| value.into_owned())
     });
     match version.as_deref() {
         Some(API_VERSION) => Ok(()),
