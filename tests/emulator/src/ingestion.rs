@@ -61,26 +61,30 @@ pub(crate) async fn ingest(
 ) -> Response {
     let _in_flight = state.enter();
     state.lock().stats.ingestion_requests += 1;
+    // The token is judged as of arrival (a gateway authenticates on receipt), so a slow
+    // upload, a stall or a latency fault never turns a valid token into an expired one.
+    let received_at = state.now();
     // Read the whole body first, so a dropped connection is dropped after the client sent it.
     let body = axum::body::to_bytes(body, READ_CAP_BYTES).await;
-    // The token is judged as of arrival (a gateway authenticates on receipt), so a stall or
-    // latency fault never turns a valid token into an expired one.
-    let received_at = state.now();
+    let gzip = content_encoding(&headers) == Ok(true);
+    // Decompressing and parsing a 1 MB body is real CPU in a debug build: it runs on the
+    // blocking pool so the async workers keep answering token requests and the control plane
+    // while many uploads are in progress on a loaded machine.
     let fate = match &body {
         Ok(wire) => {
-            let key = faults::request_key(wire, content_encoding(&headers) == Ok(true));
-            let mut inner = state.lock();
-            let seen = inner.attempts.entry(key.clone()).or_insert(0);
-            let attempt = *seen;
-            *seen += 1;
-            faults::fate(&inner.faults, &key, attempt)
+            let (wire, keyed) = (wire.clone(), Arc::clone(&state));
+            tokio::task::spawn_blocking(move || {
+                let key = faults::request_key(&wire, gzip);
+                let mut inner = keyed.lock();
+                let seen = inner.attempts.entry(key.clone()).or_insert(0);
+                let attempt = *seen;
+                *seen += 1;
+                faults::fate(&inner.faults, &key, attempt)
+            })
+            .await
+            .unwrap_or(SERVE)
         }
-        Err(_) => faults::Fate {
-            drop: false,
-            delay_ms: 0,
-            stalled: false,
-            action: Action::Serve,
-        },
+        Err(_) => SERVE,
     };
     if fate.delay_ms > 0 {
         if fate.stalled {
@@ -99,13 +103,27 @@ pub(crate) async fn ingest(
         headers,
     };
     let client_request_id = request.headers.get(&CLIENT_REQUEST_ID).cloned();
-    let mut response = match body {
-        Ok(body) => handle(&state, &conn, &request, body, fate.action, received_at),
+    let (request, mut response) = match body {
+        Ok(body) => {
+            let worker = Arc::clone(&state);
+            let answered = tokio::task::spawn_blocking(move || {
+                let response = handle(&worker, &conn, &request, body, fate.action, received_at);
+                (request, response)
+            })
+            .await;
+            match answered {
+                Ok(answered) => answered,
+                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
         // Only a body over READ_CAP_BYTES (or a broken upload) gets here.
-        Err(_) => too_large(
-            MAX_BODY_BYTES,
-            content_length(&request.headers).unwrap_or(READ_CAP_BYTES + 1),
-        ),
+        Err(_) => {
+            let response = too_large(
+                MAX_BODY_BYTES,
+                content_length(&request.headers).unwrap_or(READ_CAP_BYTES + 1),
+            );
+            (request, response)
+        }
     };
     let status = response.status().as_u16();
     state.lock().count_status(status);
@@ -119,6 +137,14 @@ pub(crate) async fn ingest(
     tracing::debug!(stream = %request.stream, status, "Ingestion request answered.");
     response
 }
+
+/// The fate of a request whose body could not be read: no fault.
+const SERVE: faults::Fate = faults::Fate {
+    drop: false,
+    delay_ms: 0,
+    stalled: false,
+    action: Action::Serve,
+};
 
 /// Checks one request in the gateway's order and stores its rows.
 fn handle(

@@ -428,9 +428,6 @@ pub(crate) fn noise(len: usize, seed: u64) -> String {
     (0..len).map(|_| rng.alphanumeric()).collect()
 }
 
-/// Writes a gzip bomb: a JSON array of two events, then `gib` GiB of whitespace between
-/// elements, then a last event. Multi-member gzip of one compressed MiB repeated, so the file
-
 // ---------------------------------------------------------------------------------------------
 // The Lambda functions (cargo-lambda runtime API + moto)
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ fn hostile_fixture(name: &str) -> PathBuf {
     common::repo().join("tests/fixtures/hostile").join(name)
 }
 
+/// Writes a gzip bomb: a JSON array of two events, then `gib` GiB of whitespace between
+/// elements, then a last event. Multi-member gzip of one compressed MiB repeated, so the file
 /// is ~2 MB and is written in milliseconds, yet inflates to > `gib` GiB of valid JSON.
 fn write_gzip_bomb(path: &Path, gib: usize) {
     let member = |bytes: &[u8]| {

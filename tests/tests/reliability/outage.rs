@@ -12,7 +12,7 @@ use crate::harness::*;
 
 /// The deadline in the outage scenarios: short, so retries give up within the test, yet long
 /// enough on two loaded cores for the first requests to be sent and refused.
-const OUTAGE_DEADLINE_SECS: &str = "6";
+const OUTAGE_DEADLINE_SECS: &str = "20";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_reason_and_exits_1() {
@@ -46,7 +46,7 @@ async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_re
         scenario: "Outage longer than the deadline (TransientPolicy::DeadLetter)",
         path: "logrelay send",
         injected:
-            "every ingestion request answered 503 (Retry-After 1 s); LOGRELAY_DEADLINE_SECS=6",
+            "every ingestion request answered 503 (Retry-After 1 s); LOGRELAY_DEADLINE_SECS=20",
         events_in: expected.len() as u64,
         delivered: table.len() as u64,
         dead_lettered: dead.len() as u64,
@@ -179,7 +179,7 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
             id,
             scenario,
             path,
-            injected: "every ingestion request answered 503 for the first invocation (LOGRELAY_DEADLINE_SECS=6), then service restored and the invocation retried",
+            injected: "every ingestion request answered 503 for the first invocation (LOGRELAY_DEADLINE_SECS=20), then service restored and the invocation retried",
             events_in: expected.len() as u64,
             delivered: mine.len() as u64,
             dead_lettered: 0,

@@ -12,6 +12,11 @@ use crate::harness::*;
 /// cores (a normal answer takes well under a second).
 const CLIENT_TIMEOUT_SECS: &str = "8";
 
+/// Requests in flight at once in the storms (default 16): the storm is about faults, not
+/// throughput, and sixteen 1 MB bodies at once keep a debug emulator on two loaded cores busy
+/// past any client timeout.
+const CLIENT_CONCURRENCY: &str = "4";
+
 /// How long a stalled request is held: 2.5 times the client timeout, so every stall is one the
 /// client gives up on, however slow the machine.
 const STALL_MS: u64 = 20_000;
@@ -46,7 +51,7 @@ fn storm_faults(seed: u64, first_event_id: &str) -> Faults {
 /// What the storm's description says, for RELIABILITY.md.
 fn storm_injected() -> String {
     format!(
-        "30% 429/503 (Retry-After 1 s), 5% dropped connections, 15% stalls of {} s past a {CLIENT_TIMEOUT_SECS} s client timeout, tokens living {TOKEN_LIFETIME_SECS} s; the first request scripted: drop, 429, stall, 503; fates drawn from the seed and each request's first EventId",
+        "30% 429/503 (Retry-After 1 s), 5% dropped connections, 15% stalls of {} s past a {CLIENT_TIMEOUT_SECS} s client timeout, tokens living {TOKEN_LIFETIME_SECS} s, {CLIENT_CONCURRENCY} requests in flight; the first request scripted: drop, 429, stall, 503; fates drawn from the seed and each request's first EventId",
         STALL_MS / 1000
     )
 }
@@ -70,6 +75,7 @@ async fn send_delivers_100000_events_through_throttling_drops_stalls_and_short_l
         &emulator,
         &[
             ("LOGRELAY_REQUEST_TIMEOUT_SECS", CLIENT_TIMEOUT_SECS),
+            ("LOGRELAY_CONCURRENCY", CLIENT_CONCURRENCY),
             ("LOGRELAY_MAX_ATTEMPTS", "30"),
             ("RUST_LOG", "info"),
         ],
@@ -162,6 +168,7 @@ async fn the_s3_forwarder_delivers_100000_events_through_the_fault_storm() {
     let mut env = common::function_env(&emulator, &moto).await;
     for (name, value) in [
         ("LOGRELAY_REQUEST_TIMEOUT_SECS", CLIENT_TIMEOUT_SECS),
+        ("LOGRELAY_CONCURRENCY", CLIENT_CONCURRENCY),
         ("LOGRELAY_MAX_ATTEMPTS", "30"),
         ("LOGRELAY_DEADLINE_SECS", "300"),
     ] {
