@@ -59,7 +59,28 @@ pub(crate) async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let _in_flight = state.enter();
+    let in_flight = state.enter();
+    // Spawned, so a client that gives up (timeout, kill) does not cancel what the service
+    // received: a real service keeps processing, and whether a stalled body is stored must not
+    // depend on when its connection's close is noticed. Tests wait for in-flight to reach 0.
+    let task = tokio::spawn(async move {
+        let _in_flight = in_flight;
+        receive(state, conn, dcr, stream, query, headers, body).await
+    });
+    task.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Reads, fates, checks and answers one ingestion request.
+async fn receive(
+    state: Arc<State>,
+    conn: Connection,
+    dcr: String,
+    stream: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     state.lock().stats.ingestion_requests += 1;
     // The token is judged as of arrival (a gateway authenticates on receipt), so a slow
     // upload, a stall or a latency fault never turns a valid token into an expired one.

@@ -173,11 +173,11 @@ impl State {
     }
 
     /// Marks one more ingestion request in progress until the guard drops.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let mut inner = self.lock();
         inner.stats.max_concurrent_requests = inner.stats.max_concurrent_requests.max(now);
-        InFlight(self)
+        InFlight(Arc::clone(self))
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -250,9 +250,9 @@ impl Inner {
 }
 
 /// An ingestion request in progress.
-pub(crate) struct InFlight<'a>(&'a State);
+pub(crate) struct InFlight(Arc<State>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_waiters();

@@ -14,6 +14,13 @@ use crate::harness::*;
 /// enough on two loaded cores for the first requests to be sent and refused.
 const OUTAGE_DEADLINE_SECS: &str = "20";
 
+/// The functions' deadline during the Lambda outage: the outage outlasts it.
+const LAMBDA_OUTAGE_DEADLINE_SECS: &str = "5";
+
+/// The functions' deadline once the service is back: ample for 6,000 events on loaded cores,
+/// and within the test's invocation timeout.
+const LAMBDA_RECOVERY_DEADLINE_SECS: &str = "60";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_deadline_dead_letters_every_event_with_the_reason_and_exits_1() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -82,8 +89,12 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
     let dir = tempfile::tempdir().unwrap();
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let moto = common::start_moto(dir.path()).await;
-    let mut env = common::function_env(&emulator, &moto).await;
-    env.push(("LOGRELAY_DEADLINE_SECS".into(), OUTAGE_DEADLINE_SECS.into()));
+    let env = common::function_env(&emulator, &moto).await;
+    let with_deadline = |secs: &str| {
+        let mut env = env.clone();
+        env.push(("LOGRELAY_DEADLINE_SECS".into(), secs.into()));
+        env
+    };
     let direct = put_generated(
         &moto,
         dir.path(),
@@ -99,8 +110,9 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
         queued.extend(put_generated(&moto, dir.path(), &key, 1_000, 18 + n).await);
         bodies.push(common::s3_notice(&key).to_string());
     }
-    let s3 = common::start_function("s3-forwarder", &env, dir.path()).await;
-    let sqs = common::start_function("sqs-forwarder", &env, dir.path()).await;
+    let outage_env = with_deadline(LAMBDA_OUTAGE_DEADLINE_SECS);
+    let s3 = common::start_function("s3-forwarder", &outage_env, dir.path()).await;
+    let sqs = common::start_function("sqs-forwarder", &outage_env, dir.path()).await;
     let timeout = Duration::from_secs(120);
     emulator.set_faults(Faults::random_statuses(1.0, &[503], 1));
 
@@ -138,7 +150,14 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
         s3_dead_letters(&moto).await.is_empty(),
         "transient failures are retried by the platform, not dead-lettered"
     );
-    let refused = emulator.stats().ingestion_requests;
+    // The platform retries on a fresh container: the failed ones are gone, and with them any
+    // retry they still had pending (a frozen container would not run it either). Counted once
+    // the emulator holds nothing from them.
+    drop((s3, sqs));
+    let refused = settled(&emulator).await.ingestion_requests;
+    let recovery_env = with_deadline(LAMBDA_RECOVERY_DEADLINE_SECS);
+    let s3 = common::start_function("s3-forwarder", &recovery_env, dir.path()).await;
+    let sqs = common::start_function("sqs-forwarder", &recovery_env, dir.path()).await;
 
     // The service is back: the platform's retries deliver everything.
     emulator.set_faults(Faults::none());
@@ -148,9 +167,13 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
             timeout,
         )
         .await;
-    assert!(!common::invocation_failed(status, &answer), "{answer}");
+    assert!(
+        !common::invocation_failed(status, &answer),
+        "{answer}\n{}",
+        tail(&s3.binary.output())
+    );
     let (status, answer) = sqs.invoke_within(&event, timeout).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{answer}\n{}", tail(&sqs.binary.output()));
     assert_eq!(answer, json!({"batchItemFailures": []}));
 
     let table = table_counts(&emulator);
@@ -179,7 +202,7 @@ async fn during_an_outage_the_lambda_functions_fail_so_the_platform_retries_and_
             id,
             scenario,
             path,
-            injected: "every ingestion request answered 503 for the first invocation (LOGRELAY_DEADLINE_SECS=20), then service restored and the invocation retried",
+            injected: "every ingestion request answered 503 for the first invocation (LOGRELAY_DEADLINE_SECS=5), then service restored and the invocation retried on a fresh container (deadline 60 s)",
             events_in: expected.len() as u64,
             delivered: mine.len() as u64,
             dead_lettered: 0,
