@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 use crate::common;
 
-/// The Logs Ingestion API's request limit on the wire (azure-monitor-protocol.md §1.5).
+/// The Logs Ingestion API's request limit on the wire: 1 MB, measured as 1,048,576 bytes (the
+/// service's 413 says "Maximum allowed content length: 1048576 bytes (1 MB)"). Source:
+/// https://learn.microsoft.com/azure/azure-monitor/fundamentals/service-limits#logs-ingestion-api
 pub(crate) const SERVICE_MAX_BODY_BYTES: u64 = 1_048_576;
 
 /// Peak resident memory allowed for one `logrelay send` on hostile input. The inputs below are
