@@ -18,7 +18,7 @@ step() { echo "bench: $*" >&2; }
 step "tools (azure-monitor-ingestion in .tools/venv)"
 scripts/tools.sh bench
 
-build=("$CARGO" build --release -p logrelay-cli -p logrelay-tests -p s3-forwarder -p sqs-forwarder -p http-forwarder -p azure-handler)
+build=("$CARGO" build --release -p logrelay-cli -p azmon-emulator -p s3-forwarder -p sqs-forwarder -p http-forwarder -p azure-handler)
 commands+=("${build[*]}")
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
   step "release build"

@@ -20,9 +20,9 @@ scripts/tools.sh aws
 profile="${LOCAL_PROFILE:-debug}"
 say "build (s3-forwarder, emulator; $profile)"
 if [ "$profile" = release ]; then
-  cargo build --quiet --release -p s3-forwarder -p logrelay-tests --bin azmon-emulator
+  cargo build --quiet --release -p s3-forwarder -p azmon-emulator --bin azmon-emulator
 else
-  cargo build --quiet -p s3-forwarder -p logrelay-tests --bin azmon-emulator
+  cargo build --quiet -p s3-forwarder -p azmon-emulator --bin azmon-emulator
 fi
 target="${CARGO_TARGET_DIR:-$root/target}/$profile"
 

@@ -11,7 +11,7 @@ sample="${1:-samples/keeper-events.ndjson.gz}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "build (logrelay CLI and the emulator)"
-cargo build --quiet -p logrelay-cli -p logrelay-tests
+cargo build --quiet -p logrelay-cli -p azmon-emulator
 
 work="$(mktemp -d)"
 emulator_pid=""

@@ -209,8 +209,23 @@ async fn missing_configuration_exits_2_and_names_the_variable() {
 
     assert_eq!(run.code, 2, "{}", run.all_output());
     assert!(run.stderr.contains("AZURE_"), "{}", run.stderr);
-    let missing_file = logrelay(&["send", "nope.ndjson"], &[], dir.path(), None).await;
-    assert_eq!(missing_file.code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_input_file_with_a_valid_configuration_exits_2_and_names_the_file() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A configuration that works, so the missing file is what fails, not the settings.
+    let missing_file = logrelay(&["send", "nope.ndjson"], &emulator.env(), dir.path(), None).await;
+
+    assert_eq!(missing_file.code, 2, "{}", missing_file.all_output());
+    assert!(
+        missing_file.stderr.contains("nope.ndjson"),
+        "{}",
+        missing_file.stderr
+    );
+    assert!(emulator.rows().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

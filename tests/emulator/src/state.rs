@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -70,6 +72,14 @@ pub struct Stats {
     pub injected_statuses: u64,
     /// Most ingestion requests in progress at one time.
     pub max_concurrent_requests: u64,
+    /// Ingestion requests in progress now (read, held by a latency or stall fault, or being
+    /// answered). Tests wait for 0 instead of sleeping.
+    pub in_flight_requests: u64,
+    /// TCP connections open now. With `in_flight_requests`, 0 means nothing can still land.
+    pub open_connections: u64,
+    /// The seed the random faults in force are drawn from (chosen when none was given), so a
+    /// failing run can be replayed with `Faults { seed: Some(..) }`.
+    pub fault_seed: u64,
 }
 
 /// One token the emulator issued.
@@ -83,6 +93,8 @@ pub(crate) struct IssuedToken {
     pub(crate) expires_at: SystemTime,
     /// Revoked by a fault.
     pub(crate) revoked: bool,
+    /// 1 for the first token issued, 2 for the next, ...: which client run stored a row.
+    pub(crate) serial: u64,
 }
 
 /// A stored row and the stream it was sent to.
@@ -90,13 +102,16 @@ pub(crate) struct IssuedToken {
 pub(crate) struct StoredRow {
     pub(crate) stream: String,
     pub(crate) row: Value,
+    /// The serial of the token the request carried.
+    pub(crate) token_serial: u64,
 }
 
 /// Mutable state behind one lock (never held across an await).
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) faults: Faults,
-    pub(crate) rng: fastrand::Rng,
+    /// Attempts seen so far per request key (see [`crate::faults::request_key`]).
+    pub(crate) attempts: HashMap<String, u32>,
     pub(crate) tokens: HashMap<String, IssuedToken>,
     pub(crate) tokens_used: HashSet<String>,
     pub(crate) rows: Vec<StoredRow>,
@@ -109,6 +124,12 @@ pub(crate) struct State {
     pub(crate) config: EmulatorConfig,
     inner: Mutex<Inner>,
     in_flight: AtomicU64,
+    /// Open connections, counted by the listener.
+    pub(crate) connections: Arc<AtomicU64>,
+    /// Milliseconds the emulator's clock (token issue and expiry) is ahead of the system's.
+    clock_offset_ms: AtomicU64,
+    /// Notified when rows are stored or a request ends, for waits without polling.
+    pub(crate) changed: Arc<Notify>,
 }
 
 impl State {
@@ -116,7 +137,7 @@ impl State {
         let faults = config.faults.clone();
         let mut inner = Inner {
             faults: Faults::default(),
-            rng: fastrand::Rng::new(),
+            attempts: HashMap::new(),
             tokens: HashMap::new(),
             tokens_used: HashSet::new(),
             rows: Vec::new(),
@@ -127,7 +148,21 @@ impl State {
             config,
             inner: Mutex::new(inner),
             in_flight: AtomicU64::new(0),
+            connections: Arc::new(AtomicU64::new(0)),
+            clock_offset_ms: AtomicU64::new(0),
+            changed: Arc::new(Notify::new()),
         }
+    }
+
+    /// The emulator's time: the system's plus any [`State::advance_clock`].
+    pub(crate) fn now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_millis(self.clock_offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves the emulator's clock forward (tokens expire without waiting in real time).
+    pub(crate) fn advance_clock(&self, by: Duration) {
+        let millis = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.clock_offset_ms.fetch_add(millis, Ordering::SeqCst);
     }
 
     /// The lock; a panic elsewhere must not wedge the emulator, so poisoning is ignored.
@@ -138,17 +173,20 @@ impl State {
     }
 
     /// Marks one more ingestion request in progress until the guard drops.
-    pub(crate) fn enter(&self) -> InFlight<'_> {
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let mut inner = self.lock();
         inner.stats.max_concurrent_requests = inner.stats.max_concurrent_requests.max(now);
-        InFlight(self)
+        InFlight(Arc::clone(self))
     }
 
     pub(crate) fn stats(&self) -> Stats {
         let inner = self.lock();
         let mut stats = inner.stats.clone();
         stats.distinct_tokens_used = inner.tokens_used.len() as u64;
+        stats.in_flight_requests = self.in_flight.load(Ordering::SeqCst);
+        stats.open_connections = self.connections.load(Ordering::SeqCst);
+        stats.fault_seed = inner.faults.seed.unwrap_or_default();
         stats
     }
 
@@ -167,10 +205,20 @@ impl State {
             .collect()
     }
 
+    /// Every stored row with the serial of the token that carried it, in arrival order.
+    pub(crate) fn rows_with_token_serial(&self) -> Vec<(u64, Value)> {
+        self.lock()
+            .rows
+            .iter()
+            .map(|stored| (stored.token_serial, stored.row.clone()))
+            .collect()
+    }
+
     /// Clears rows, counters and faults (back to the configured ones); issued tokens stay valid.
     pub(crate) fn reset(&self) {
         let mut inner = self.lock();
         inner.rows.clear();
+        inner.attempts.clear();
         inner.stats = Stats::default();
         inner.tokens_used.clear();
         inner.set_faults(self.config.faults.clone());
@@ -186,9 +234,9 @@ impl Inner {
             }
             faults.revoke_tokens = false;
         }
-        if let Some(seed) = faults.seed {
-            self.rng = fastrand::Rng::with_seed(seed);
-        }
+        // A schedule is a function of the seed; without one, pick one and keep it visible.
+        faults.seed.get_or_insert_with(|| fastrand::u64(..));
+        self.attempts.clear();
         self.faults = faults;
     }
 
@@ -202,10 +250,11 @@ impl Inner {
 }
 
 /// An ingestion request in progress.
-pub(crate) struct InFlight<'a>(&'a State);
+pub(crate) struct InFlight(Arc<State>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::extract::{Query, State as AxumState};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -110,7 +110,7 @@ fn issue(
         }
     }
     let lifetime = token::lifetime_secs(state);
-    let now = SystemTime::now();
+    let now = state.now();
     let (access_token, issued) =
         token::mint(config, &config.identity_client_id, resource, lifetime, now);
     token::remember(state, &access_token, issued);

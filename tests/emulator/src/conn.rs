@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,10 +14,17 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
-/// Accepts TCP connections that can be killed from a handler.
+/// Accepts TCP connections that can be killed from a handler, counting the open ones.
 #[derive(Debug)]
-pub(crate) struct KillableListener(pub(crate) TcpListener);
+pub(crate) struct KillableListener {
+    pub(crate) listener: TcpListener,
+    /// Connections accepted and not yet closed.
+    pub(crate) open: Arc<AtomicU64>,
+    /// Notified when a connection closes.
+    pub(crate) changed: Arc<Notify>,
+}
 
 /// A handle on one connection, given to handlers as `ConnectInfo<Connection>`.
 #[derive(Debug, Clone)]
@@ -39,6 +46,15 @@ impl Connection {
 pub(crate) struct KillableStream {
     inner: TcpStream,
     killed: Arc<AtomicBool>,
+    open: Arc<AtomicU64>,
+    changed: Arc<Notify>,
+}
+
+impl Drop for KillableStream {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
 }
 
 impl KillableStream {
@@ -60,20 +76,24 @@ impl Listener for KillableListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let killed = Arc::new(AtomicBool::new(false));
+                    self.open.fetch_add(1, Ordering::SeqCst);
                     return (
                         KillableStream {
                             inner: stream,
                             killed: Arc::clone(&killed),
+                            open: Arc::clone(&self.open),
+                            changed: Arc::clone(&self.changed),
                         },
                         Connection { peer, killed },
                     );
                 }
                 Err(error) => {
-                    // Transient accept errors (e.g. too many open files): back off briefly.
+                    // Transient accept errors (e.g. too many open files): back off briefly
+                    // (a retry pace, not a wait for anything).
                     tracing::warn!(%error, "Accept failed.");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
@@ -83,7 +103,7 @@ impl Listener for KillableListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(Connection {
-            peer: self.0.local_addr()?,
+            peer: self.listener.local_addr()?,
             killed: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 use crate::config::EmulatorConfig;
 use crate::faults;
-use crate::form;
 use crate::state::{IssuedToken, State};
 
 /// The only grant this endpoint serves. Source: protocol §2.1.
@@ -149,7 +148,7 @@ fn issue(
         ));
     }
     let lifetime = lifetime_secs(state);
-    let (token, issued) = mint(config, &client_id, audience, lifetime, SystemTime::now());
+    let (token, issued) = mint(config, &client_id, audience, lifetime, state.now());
     remember(state, &token, issued);
     tracing::info!(client_id = %client_id, expires_in = lifetime, "Token issued.");
     Ok(Json(json!({
@@ -171,14 +170,15 @@ pub(crate) fn lifetime_secs(state: &State) -> u64 {
 }
 
 /// Stores an issued token for strict validation and forgets long-expired ones.
-pub(crate) fn remember(state: &State, token: &str, issued: IssuedToken) {
-    let now = SystemTime::now();
+pub(crate) fn remember(state: &State, token: &str, mut issued: IssuedToken) {
+    let now = state.now();
     let mut inner = state.lock();
     inner
         .tokens
         .retain(|_, known| known.expires_at + FORGET_AFTER > now);
-    inner.tokens.insert(token.to_string(), issued);
     inner.stats.tokens_issued += 1;
+    issued.serial = inner.stats.tokens_issued;
+    inner.tokens.insert(token.to_string(), issued);
 }
 
 /// A JWT-shaped token: base64url(header).base64url(claims).base64url(random). The signature
@@ -223,6 +223,7 @@ pub(crate) fn mint(
         audience: audience.to_string(),
         expires_at: now + Duration::from_secs(lifetime_secs),
         revoked: false,
+        serial: 0,
     };
     (token, issued)
 }
@@ -309,7 +310,17 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
         .or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    Some((form::decode(id.as_bytes()), form::decode(secret.as_bytes())))
+    Some((form_component(id), form_component(secret)))
+}
+
+/// One form-urlencoded component (`+` is a space, `%XX` an escape; malformed escapes are kept).
+/// A raw `&` or `=` is escaped first so `form_urlencoded` reads the whole text as one name.
+fn form_component(raw: &str) -> String {
+    let one_name = raw.replace('&', "%26").replace('=', "%3D");
+    form_urlencoded::parse(one_name.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default()
 }
 
 /// A parsed form body; the first occurrence of a name wins.
@@ -318,7 +329,7 @@ struct Form(Vec<(String, String)>);
 
 impl Form {
     fn parse(body: &[u8]) -> Self {
-        Form(form::parse(body))
+        Form(form_urlencoded::parse(body).into_owned().collect())
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -344,12 +355,12 @@ pub(crate) enum Refusal {
 }
 
 /// Validates `Authorization: Bearer <token>` strictly: issued here, not revoked, not expired,
-/// audience of the configured cloud. Returns the token and its client id.
+/// audience of the configured cloud. Returns the token's serial and its client id.
 pub(crate) fn validate(
     state: &State,
     headers: &HeaderMap,
     now: SystemTime,
-) -> Result<(String, String), Refusal> {
+) -> Result<(u64, String), Refusal> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -378,7 +389,7 @@ pub(crate) fn validate(
         return Err(Refusal::Expired);
     }
     inner.tokens_used.insert(token.to_string());
-    Ok((token.to_string(), issued.client_id))
+    Ok((issued.serial, issued.client_id))
 }
 
 #[cfg(test)]
@@ -400,6 +411,21 @@ mod tests {
         assert_eq!(claims["appid"], config.client_id.as_str());
         assert_eq!(claims["exp"], 1_700_000_060u64);
         assert_eq!(issued.expires_at, now + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn form_bodies_are_split_and_decoded_and_the_first_non_empty_value_wins() {
+        let form = Form::parse(
+            b"grant_type=client_credentials&scope=https%3A%2F%2Fmonitor.azure.com%2F.default&client_secret=a+b%7E%zz&flag&scope=second",
+        );
+        assert_eq!(form.get("grant_type"), Some("client_credentials"));
+        assert_eq!(
+            form.get("scope"),
+            Some("https://monitor.azure.com/.default")
+        );
+        assert_eq!(form.get("client_secret"), Some("a b~%zz"));
+        assert_eq!(form.get("flag"), None, "a name without a value is absent");
+        assert_eq!(form_component("a+b=c&d%3D"), "a b=c&d=");
     }
 
     #[test]

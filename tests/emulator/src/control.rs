@@ -27,7 +27,8 @@ pub(crate) async fn rows(
     Json(state.rows_limited(query.get("stream").map(String::as_str), limit)).into_response()
 }
 
-/// `GET /_emulator/stats`.
+/// `GET /_emulator/stats` (with `in_flight_requests` and `open_connections`, which a test
+/// polls to know nothing can still land).
 pub(crate) async fn stats(AxumState(state): AxumState<Arc<State>>) -> Response {
     Json(state.stats()).into_response()
 }
@@ -51,6 +52,22 @@ pub(crate) async fn put_faults(
 pub(crate) async fn reset(AxumState(state): AxumState<Arc<State>>) -> Response {
     state.reset();
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /_emulator/clock` with `{"advance_ms": N}`: moves the emulator's clock forward (tokens
+/// expire as if N ms had passed).
+pub(crate) async fn advance_clock(
+    AxumState(state): AxumState<Arc<State>>,
+    Json(body): Json<ClockAdvance>,
+) -> Response {
+    state.advance_clock(std::time::Duration::from_millis(body.advance_ms));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The body of `POST /_emulator/clock`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ClockAdvance {
+    advance_ms: u64,
 }
 
 /// `GET /_emulator/health`.

@@ -59,22 +59,62 @@ pub(crate) async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let _in_flight = state.enter();
-    let network = {
-        let mut inner = state.lock();
-        inner.stats.ingestion_requests += 1;
-        let inner = &mut *inner;
-        faults::draw_network(&inner.faults, &mut inner.rng)
-    };
+    let in_flight = state.enter();
+    // Spawned, so a client that gives up (timeout, kill) does not cancel what the service
+    // received: a real service keeps processing, and whether a stalled body is stored must not
+    // depend on when its connection's close is noticed. Tests wait for in-flight to reach 0.
+    let task = tokio::spawn(async move {
+        let _in_flight = in_flight;
+        receive(state, conn, dcr, stream, query, headers, body).await
+    });
+    task.await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Reads, fates, checks and answers one ingestion request.
+async fn receive(
+    state: Arc<State>,
+    conn: Connection,
+    dcr: String,
+    stream: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    state.lock().stats.ingestion_requests += 1;
+    // The token is judged as of arrival (a gateway authenticates on receipt), so a slow
+    // upload, a stall or a latency fault never turns a valid token into an expired one.
+    let received_at = state.now();
     // Read the whole body first, so a dropped connection is dropped after the client sent it.
     let body = axum::body::to_bytes(body, READ_CAP_BYTES).await;
-    if network.delay_ms > 0 {
-        if network.stalled {
+    let gzip = content_encoding(&headers) == Ok(true);
+    // Decompressing and parsing a 1 MB body is real CPU in a debug build: it runs on the
+    // blocking pool so the async workers keep answering token requests and the control plane
+    // while many uploads are in progress on a loaded machine.
+    let fate = match &body {
+        Ok(wire) => {
+            let (wire, keyed) = (wire.clone(), Arc::clone(&state));
+            tokio::task::spawn_blocking(move || {
+                let key = faults::request_key(&wire, gzip);
+                let mut inner = keyed.lock();
+                let seen = inner.attempts.entry(key.clone()).or_insert(0);
+                let attempt = *seen;
+                *seen += 1;
+                faults::fate(&inner.faults, &key, attempt)
+            })
+            .await
+            .unwrap_or(SERVE)
+        }
+        Err(_) => SERVE,
+    };
+    if fate.delay_ms > 0 {
+        if fate.stalled {
             state.lock().stats.stalled_requests += 1;
         }
-        tokio::time::sleep(Duration::from_millis(network.delay_ms)).await;
+        // The fault itself: the answer is held this long (the client may give up meanwhile).
+        tokio::time::sleep(Duration::from_millis(fate.delay_ms)).await;
     }
-    if network.drop {
+    if fate.drop {
         return drop_connection(&state, &conn);
     }
     let request = Request {
@@ -84,13 +124,27 @@ pub(crate) async fn ingest(
         headers,
     };
     let client_request_id = request.headers.get(&CLIENT_REQUEST_ID).cloned();
-    let mut response = match body {
-        Ok(body) => handle(&state, &conn, &request, body),
+    let (request, mut response) = match body {
+        Ok(body) => {
+            let worker = Arc::clone(&state);
+            let answered = tokio::task::spawn_blocking(move || {
+                let response = handle(&worker, &conn, &request, body, fate.action, received_at);
+                (request, response)
+            })
+            .await;
+            match answered {
+                Ok(answered) => answered,
+                Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
         // Only a body over READ_CAP_BYTES (or a broken upload) gets here.
-        Err(_) => too_large(
-            MAX_BODY_BYTES,
-            content_length(&request.headers).unwrap_or(READ_CAP_BYTES + 1),
-        ),
+        Err(_) => {
+            let response = too_large(
+                MAX_BODY_BYTES,
+                content_length(&request.headers).unwrap_or(READ_CAP_BYTES + 1),
+            );
+            (request, response)
+        }
     };
     let status = response.status().as_u16();
     state.lock().count_status(status);
@@ -105,8 +159,23 @@ pub(crate) async fn ingest(
     response
 }
 
+/// The fate of a request whose body could not be read: no fault.
+const SERVE: faults::Fate = faults::Fate {
+    drop: false,
+    delay_ms: 0,
+    stalled: false,
+    action: Action::Serve,
+};
+
 /// Checks one request in the gateway's order and stores its rows.
-fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> Response {
+fn handle(
+    state: &State,
+    conn: &Connection,
+    request: &Request,
+    wire: Bytes,
+    drawn: Action,
+    received_at: SystemTime,
+) -> Response {
     let config = &state.config;
     {
         let mut inner = state.lock();
@@ -116,8 +185,8 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
     if let Err(response) = check_api_version(request.query.as_deref()) {
         return response;
     }
-    let client_id = match token::validate(state, &request.headers, SystemTime::now()) {
-        Ok((_, client_id)) => client_id,
+    let (token_serial, client_id) = match token::validate(state, &request.headers, received_at) {
+        Ok(valid) => valid,
         Err(refusal) => return unauthorized(&refusal, config.audience()),
     };
     if request.dcr != config.dcr_id {
@@ -152,7 +221,7 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
             .max_body_bytes
             .map_or(MAX_BODY_BYTES, |max| max.min(MAX_BODY_BYTES));
         (
-            faults::next_action(&mut inner.faults, &mut inner.rng),
+            faults::next_scripted(&mut inner.faults).unwrap_or(drawn),
             limit,
             inner.faults.retry_after_secs,
         )
@@ -252,11 +321,17 @@ fn handle(state: &State, conn: &Connection, request: &Request, wire: Bytes) -> R
         }
         _ => Vec::new(),
     };
-    store(state, &stream.name, rows, stream);
+    store(state, &stream.name, rows, stream, token_serial);
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::StreamConfig) {
+fn store(
+    state: &State,
+    name: &str,
+    rows: Vec<Value>,
+    stream: &crate::config::StreamConfig,
+    token_serial: u64,
+) {
     let received = chrono::Utc::now();
     let mut changes = Changes::default();
     let count = rows.len() as u64;
@@ -266,6 +341,7 @@ fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::St
             Value::Object(map) => Some(StoredRow {
                 stream: name.to_string(),
                 row: columns::shape_row(stream, map, received, &mut changes),
+                token_serial,
             }),
             _ => None,
         })
@@ -284,14 +360,15 @@ fn store(state: &State, name: &str, rows: Vec<Value>, stream: &crate::config::St
     stats.filled_time_generated += changes.filled_time;
     stats.type_mismatches += changes.mismatches;
     inner.rows.extend(shaped);
+    drop(inner);
+    state.changed.notify_waiters();
 }
 
 fn check_api_version(query: Option<&str>) -> Result<(), Response> {
     let version = query.and_then(|query| {
-        crate::form::parse(query.as_bytes())
-            .into_iter()
+        form_urlencoded::parse(query.as_bytes())
             .find(|(name, _)| name == "api-version")
-            .map(|(_, value)| value)
+            .map(|(_, value)| value.into_owned())
     });
     match version.as_deref() {
         Some(API_VERSION) => Ok(()),

@@ -13,6 +13,11 @@
 //! # drop((env, rows)); Ok(()) }
 //! ```
 //!
+//! Tests wait on what the emulator reports, never on time: [`Emulator::wait_for_rows`],
+//! [`Emulator::wait_until_idle`] (no request in progress, no connection open), and
+//! [`Emulator::advance_clock`] instead of waiting for a token to expire. Random faults are a
+//! function of a seed and each request's content (see [`Faults`]), so a run replays.
+//!
 //! Protocol facts come from `shared/reference/azure-monitor-protocol.md` (§1, §2.1–2.4, §2.6,
 //! §7); where the real service's answer is unknown the emulator says "emulator-defined".
 
@@ -25,7 +30,6 @@ mod config;
 mod conn;
 mod control;
 mod faults;
-mod form;
 mod ingestion;
 mod mi;
 mod state;
@@ -33,7 +37,7 @@ mod token;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
@@ -49,7 +53,7 @@ pub use crate::columns::{
 pub use crate::config::{
     ColumnDef, ColumnType, EmulatorConfig, StreamConfig, DEFAULT_TOKEN_LIFETIME_SECS,
 };
-pub use crate::faults::{Faults, DROP_CONNECTION};
+pub use crate::faults::{request_key, Faults, DROP_CONNECTION, STALL};
 pub use crate::ingestion::{API_VERSION, MAX_BODY_BYTES, MAX_LENIENT_DECOMPRESSED_BYTES};
 pub use crate::mi::{IDENTITY_API_VERSION, IDENTITY_HEADER_NAME, IDENTITY_PATH};
 pub use crate::state::Stats;
@@ -86,7 +90,11 @@ impl Emulator {
         let app = router(Arc::clone(&state));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = axum::serve(
-            KillableListener(listener),
+            KillableListener {
+                listener,
+                open: Arc::clone(&state.connections),
+                changed: Arc::clone(&state.changed),
+            },
             app.into_make_service_with_connect_info::<Connection>(),
         )
         .with_graceful_shutdown(async move {
@@ -253,7 +261,7 @@ impl Emulator {
             &config.client_id,
             config.audience(),
             lifetime_secs,
-            SystemTime::now(),
+            self.state.now(),
         );
         token::remember(&self.state, &token, issued);
         token
@@ -264,15 +272,71 @@ impl Emulator {
         self.state.reset();
     }
 
+    /// Every stored row with the serial of the token its request carried (1 = the first
+    /// token issued): tells apart what two runs of a client stored, whenever it landed.
+    pub fn rows_with_token_serial(&self) -> Vec<(u64, Value)> {
+        self.state.rows_with_token_serial()
+    }
+
+    /// Moves the emulator's clock forward by `by`: issued tokens expire as if that much time
+    /// had passed (token issue, expiry and validation use the emulator's clock).
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.advance_clock(by);
+    }
+
     /// Waits until at least `count` rows are stored or `timeout` passes; returns the count.
+    /// Woken by each store, so it never polls.
     pub async fn wait_for_rows(&self, count: usize, timeout: Duration) -> usize {
+        self.wait_until(timeout, |state| state.lock().rows.len() >= count)
+            .await;
+        self.state.lock().rows.len()
+    }
+
+    /// Waits until no ingestion request is in progress and no connection is open (nothing a
+    /// client sent can still be stored), at most `timeout`. `Ok` with the stats when idle,
+    /// `Err` with them when the time ran out.
+    pub async fn wait_until_idle(&self, timeout: Duration) -> Result<Stats, Stats> {
+        let idle = self
+            .wait_until(timeout, |state| {
+                let stats = state.stats();
+                stats.in_flight_requests == 0 && stats.open_connections == 0
+            })
+            .await;
+        if idle {
+            Ok(self.stats())
+        } else {
+            Err(self.stats())
+        }
+    }
+
+    /// Waits until no ingestion request is in progress, at most `timeout` (for a client that
+    /// keeps pooled connections open, where [`Emulator::wait_until_idle`] would never hold).
+    pub async fn wait_for_requests_to_finish(&self, timeout: Duration) -> Result<Stats, Stats> {
+        let done = self
+            .wait_until(timeout, |state| state.stats().in_flight_requests == 0)
+            .await;
+        if done {
+            Ok(self.stats())
+        } else {
+            Err(self.stats())
+        }
+    }
+
+    /// Waits until `done(state)` holds, re-checking whenever rows are stored, a request ends or
+    /// a connection closes; false if `timeout` passed first.
+    async fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let stored = self.state.lock().rows.len();
-            if stored >= count || tokio::time::Instant::now() >= deadline {
-                return stored;
+            let changed = self.state.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the check and the await wakes us.
+            changed.as_mut().enable();
+            if done(&self.state) {
+                return true;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return done(&self.state);
+            }
         }
     }
 
@@ -314,6 +378,7 @@ fn router(state: Arc<State>) -> Router {
             put(control::put_faults).get(control::get_faults),
         )
         .route("/_emulator/reset", post(control::reset))
+        .route("/_emulator/clock", post(control::advance_clock))
         .route("/_emulator/health", get(control::health))
         // The ingestion handler reads bodies itself to answer 413 in the service's shape.
         .layer(DefaultBodyLimit::disable())
