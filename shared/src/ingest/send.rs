@@ -134,13 +134,17 @@ async fn send(
     let mut attempt: u32 = 0;
     let mut reauthenticated = false;
     let mut last = String::from("no attempt made");
+    // The service's last answer survives a later transport error (e.g. a final attempt cut short
+    // by the deadline), so the dead-letter reason still says what Azure answered.
+    let mut last_answer: Option<String> = None;
     loop {
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
             return SendResult::Exhausted(format!(
-                "retries exhausted: the deadline passed after {} attempts; last error: {last}",
-                attempt - 1
+                "retries exhausted: the deadline passed after {} attempts; {}",
+                attempt - 1,
+                last_errors(&last, last_answer.as_deref())
             ));
         }
         if attempt > 1 {
@@ -232,6 +236,7 @@ async fn send(
                             }
                             server_wait = retry::retry_after(&headers, SystemTime::now());
                             last = format!("HTTP {status} {}", error.code_or_dash());
+                            last_answer = Some(last.clone());
                         }
                     }
                 }
@@ -239,7 +244,8 @@ async fn send(
         }
         if attempt >= max_attempts {
             return SendResult::Exhausted(format!(
-                "retries exhausted after {attempt} attempts; last error: {last}"
+                "retries exhausted after {attempt} attempts; {}",
+                last_errors(&last, last_answer.as_deref())
             ));
         }
         let delay = retry::next_delay(
@@ -253,7 +259,8 @@ async fn send(
         );
         if Instant::now() + delay >= deadline {
             return SendResult::Exhausted(format!(
-                "retries exhausted: waiting {delay:?} more would pass the deadline after {attempt} attempts; last error: {last}"
+                "retries exhausted: waiting {delay:?} more would pass the deadline after {attempt} attempts; {}",
+                last_errors(&last, last_answer.as_deref())
             ));
         }
         tracing::warn!(
@@ -268,6 +275,17 @@ async fn send(
     }
 }
 
+/// The end of an exhaustion reason: the last error, and the service's last answer when a later
+/// attempt failed otherwise (a timeout says less to an operator than the 503 before it).
+fn last_errors(last: &str, last_answer: Option<&str>) -> String {
+    match last_answer {
+        Some(answer) if answer != last => {
+            format!("last error: {last}; last answer from the service: {answer}")
+        }
+        _ => format!("last error: {last}"),
+    }
+}
+
 /// Reads at most [`MAX_ERROR_BODY_BYTES`] of a response body; errors give what was read.
 async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
     let mut out = Vec::new();
@@ -279,4 +297,29 @@ async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_errors;
+
+    #[test]
+    fn an_exhaustion_reason_keeps_the_services_last_answer_after_a_later_timeout() {
+        assert_eq!(
+            last_errors("transport error: operation timed out", Some("HTTP 503 -")),
+            "last error: transport error: operation timed out; last answer from the service: HTTP 503 -"
+        );
+    }
+
+    #[test]
+    fn an_exhaustion_reason_names_the_answer_once_when_it_was_the_last_error() {
+        assert_eq!(
+            last_errors("HTTP 503 -", Some("HTTP 503 -")),
+            "last error: HTTP 503 -"
+        );
+        assert_eq!(
+            last_errors("transport error: refused", None),
+            "last error: transport error: refused"
+        );
+    }
 }
