@@ -2,7 +2,14 @@
 //! notifications (direct, in SQS, in SNS, SNS in SQS) and EventBridge "Object Created" events.
 //!
 //! Pure: JSON in, object references out. Shapes are in <https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>.
+//! Each wrapper is recognised by its discriminating field (`Event`, `Type`, `source`, `s3`,
+//! `body`, `Sns`) and then read through the `aws_lambda_events` type for that payload.
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::s3::S3Entity;
+use aws_lambda_events::sns::SnsMessage;
+use aws_lambda_events::sqs::SqsMessage;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The `eventName` prefix of every S3 "object created" notification (`ObjectCreated:Put`, ...).
@@ -111,8 +118,8 @@ fn extract_nested(value: &Value, depth: usize) -> Result<Option<Extracted>, Malf
         }));
     }
     if object.get("Type").and_then(Value::as_str) == Some(SNS_NOTIFICATION_TYPE) {
-        if let Some(message) = object.get("Message").and_then(Value::as_str) {
-            return extract_text_nested(message, depth + 1);
+        if let Some(message) = sns_message(value) {
+            return extract_text_nested(&message, depth + 1);
         }
     }
     if object.get("source").and_then(Value::as_str) == Some(EVENTBRIDGE_S3_SOURCE) {
@@ -127,15 +134,15 @@ fn extract_nested(value: &Value, depth: usize) -> Result<Option<Extracted>, Malf
         if record.get("s3").is_some() {
             recognised = true;
             out.merge(s3_record(record, index)?);
-        } else if let Some(body) = record.get("body").and_then(Value::as_str) {
+        } else if let Some(body) = sqs_body(record) {
             // SQS record: the body is the wrapped notice.
-            if let Some(inner) = extract_text_nested(body, depth + 1)? {
+            if let Some(inner) = extract_text_nested(&body, depth + 1)? {
                 recognised = true;
                 out.merge(inner);
             }
-        } else if let Some(message) = record.pointer("/Sns/Message").and_then(Value::as_str) {
+        } else if let Some(message) = record.get("Sns").and_then(sns_message) {
             // SNS delivered straight to Lambda.
-            if let Some(inner) = extract_text_nested(message, depth + 1)? {
+            if let Some(inner) = extract_text_nested(&message, depth + 1)? {
                 recognised = true;
                 out.merge(inner);
             }
@@ -144,17 +151,46 @@ fn extract_nested(value: &Value, depth: usize) -> Result<Option<Extracted>, Malf
     Ok(recognised.then_some(out))
 }
 
+/// The body of an SQS record, when it is one and has a body.
+fn sqs_body(record: &Value) -> Option<String> {
+    SqsMessage::deserialize(record).ok()?.body
+}
+
+/// The `Message` of an SNS envelope: the one SNS hands to Lambda (`Records[].Sns`) and the one it
+/// writes into an SQS body without raw delivery are the same message, only the two URL field
+/// names differ in case, which `SnsMessage` accepts both ways
+/// (<https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html>). A value
+/// that is not a whole SNS message is not one.
+fn sns_message(value: &Value) -> Option<String> {
+    SnsMessage::deserialize(value).ok().map(|sns| sns.message)
+}
+
+/// What an S3 notification record says that is read here: the event name and the `s3` entity
+/// of [`aws_lambda_events::s3::S3EventRecord`]. The record's other required fields
+/// (`eventTime`, `userIdentity`, `requestParameters`) are not needed to find the object, so a
+/// record without them is still read rather than refused.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Notice {
+    #[serde(default)]
+    event_name: Option<String>,
+    s3: S3Entity,
+}
+
 fn s3_record(record: &Value, index: usize) -> Result<Extracted, Malformed> {
-    let event_name = record
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let text = |pointer: &str| record.pointer(pointer).and_then(Value::as_str);
-    let bucket = text("/s3/bucket/name")
+    let notice = S3Notice::deserialize(record)
+        .map_err(|error| Malformed(format!("Records[{index}] is not an S3 record: {error}")))?;
+    let event_name = notice.event_name.unwrap_or_default();
+    let bucket = notice
+        .s3
+        .bucket
+        .name
         .ok_or_else(|| Malformed(format!("Records[{index}].s3.bucket.name is missing")))?;
-    let raw_key = text("/s3/object/key")
+    let object = notice.s3.object;
+    let raw_key = object
+        .key
         .ok_or_else(|| Malformed(format!("Records[{index}].s3.object.key is missing")))?;
-    let key = decode_form_urlencoded(raw_key);
+    let key = decode_form_urlencoded(&raw_key);
     if !event_name.starts_with(OBJECT_CREATED_PREFIX) {
         return Ok(Extracted {
             ignored: vec![format!("{event_name} s3://{bucket}/{key}")],
@@ -163,27 +199,55 @@ fn s3_record(record: &Value, index: usize) -> Result<Extracted, Malformed> {
     }
     Ok(Extracted {
         objects: vec![ObjectRef {
-            bucket: bucket.to_string(),
+            bucket,
             key,
             alt_key: None,
-            size: record.pointer("/s3/object/size").and_then(Value::as_u64),
-            version_id: text("/s3/object/versionId")
-                .filter(|v| !v.is_empty())
-                .map(str::to_string),
+            size: object.size.and_then(|size| u64::try_from(size).ok()),
+            version_id: object.version_id.filter(|v| !v.is_empty()),
         }],
         ..Extracted::default()
     })
 }
 
+/// The `detail` of an S3 EventBridge event, the part read here
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>).
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct S3EventDetail {
+    #[serde(default)]
+    bucket: Option<S3DetailBucket>,
+    #[serde(default)]
+    object: Option<S3DetailObject>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+struct S3DetailBucket {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct S3DetailObject {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    version_id: Option<String>,
+}
+
 fn eventbridge(value: &Value) -> Result<Extracted, Malformed> {
-    let detail_type = value
-        .get("detail-type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-    let bucket = text("/detail/bucket/name")
+    let event = EventBridgeEvent::<S3EventDetail>::deserialize(value)
+        .map_err(|error| Malformed(format!("not an S3 EventBridge event: {error}")))?;
+    let detail_type = event.detail_type;
+    let bucket = event
+        .detail
+        .bucket
+        .and_then(|bucket| bucket.name)
         .ok_or_else(|| Malformed("EventBridge detail.bucket.name is missing".into()))?;
-    let key = text("/detail/object/key")
+    let object = event.detail.object.unwrap_or_default();
+    let key = object
+        .key
         .ok_or_else(|| Malformed("EventBridge detail.object.key is missing".into()))?;
     if detail_type != EVENTBRIDGE_OBJECT_CREATED {
         return Ok(Extracted {
@@ -192,16 +256,14 @@ fn eventbridge(value: &Value) -> Result<Extracted, Malformed> {
         });
     }
     // Taken as written; the form-decoded reading is the fallback (see `ObjectRef::alt_key`).
-    let decoded = decode_form_urlencoded(key);
+    let decoded = decode_form_urlencoded(&key);
     Ok(Extracted {
         objects: vec![ObjectRef {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
+            bucket,
             alt_key: (decoded != key).then_some(decoded),
-            size: value.pointer("/detail/object/size").and_then(Value::as_u64),
-            version_id: text("/detail/object/version-id")
-                .filter(|v| !v.is_empty())
-                .map(str::to_string),
+            key,
+            size: object.size,
+            version_id: object.version_id.filter(|v| !v.is_empty()),
         }],
         ..Extracted::default()
     })
@@ -375,6 +437,38 @@ mod tests {
         let value = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{}}}]});
         let error = extract(&value).unwrap_err();
         assert!(error.0.contains("Records[0].s3.object.key"), "{error:?}");
+    }
+
+    #[test]
+    fn a_notification_without_a_bucket_name_is_malformed() {
+        let value = serde_json::json!({"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{},"object":{"key":"k"}}}]});
+        let error = extract(&value).unwrap_err();
+        assert!(error.0.contains("Records[0].s3.bucket.name"), "{error:?}");
+    }
+
+    #[test]
+    fn an_eventbridge_s3_event_without_a_key_is_malformed() {
+        let mut value = fixture("eventbridge-object-created.json");
+        value["detail"]["object"]
+            .as_object_mut()
+            .unwrap()
+            .remove("key");
+        let error = extract(&value).unwrap_err();
+        assert!(error.0.contains("detail.object.key"), "{error:?}");
+    }
+
+    #[test]
+    fn an_sns_envelope_without_a_message_is_not_a_notification() {
+        let mut value = fixture("sns-s3.json");
+        let sns = value["Records"][0]["Sns"].clone();
+        value["Records"][0]["Sns"]
+            .as_object_mut()
+            .unwrap()
+            .remove("Message");
+        assert_eq!(extract(&value).unwrap(), None);
+        let mut envelope = sns;
+        envelope.as_object_mut().unwrap().remove("Message");
+        assert_eq!(extract(&envelope).unwrap(), None);
     }
 
     #[test]
