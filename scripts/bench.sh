@@ -25,7 +25,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   "${build[@]}"
 fi
 
-criterion=("$CARGO" bench -p logrelay --bench hot_path -- --warm-up-time 1 --measurement-time "$measurement" --sample-size 20)
+criterion=("$CARGO" bench -p logrelay-core --bench hot_path -- --warm-up-time 1 --measurement-time "$measurement" --sample-size 20)
 commands+=("${criterion[*]}")
 if [ -z "${BENCH_NO_CRITERION:-}" ]; then
   step "criterion hot path"

@@ -7,8 +7,8 @@ use std::io::{self, Read};
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use logrelay::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
-use logrelay::schema::KEEPER_COLUMNS;
+use logrelay_core::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
+use logrelay_core::schema::KEEPER_COLUMNS;
 
 /// Small enough that a bomb in the corpus stops fast, big enough for real inputs.
 const MAX_DECOMPRESSED: u64 = 16 * 1024 * 1024;

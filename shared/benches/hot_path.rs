@@ -5,7 +5,7 @@
 //!
 //! Input: the bundled sample (600 realistic Keeper push-shape events) repeated to about 3 MB,
 //! so each stage sees the same events `logrelay send` does. Run with `make bench`, or
-//! `cargo bench -p logrelay --bench hot_path -- --measurement-time 3`.
+//! `cargo bench -p logrelay-core --bench hot_path -- --measurement-time 3`.
 
 use std::hint::black_box;
 use std::io::{Cursor, Read, Write};
@@ -15,9 +15,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use logrelay::ingest::pack::{pack, write_body, Batch};
-use logrelay::ingest::{EncodedRow, MAX_BATCH_BYTES};
-use logrelay::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
+use logrelay_core::ingest::pack::{pack, write_body, Batch};
+use logrelay_core::ingest::{EncodedRow, MAX_BATCH_BYTES};
+use logrelay_core::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
 
 /// The bundled sample: Keeper's Azure Monitor push shape, NDJSON, gzip.
 const SAMPLE_GZ: &[u8] = include_bytes!("../../samples/keeper-events.ndjson.gz");

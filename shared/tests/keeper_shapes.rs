@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use logrelay::keeper::{
+use logrelay_core::keeper::{
     DecodeOptions, DecodeStats, Decoded, RowReader, SchemaMode, MAX_FIELD_BYTES, MAX_RECORD_BYTES,
 };
-use logrelay::schema::KEEPER_COLUMNS;
-use logrelay::Error;
+use logrelay_core::schema::KEEPER_COLUMNS;
+use logrelay_core::Error;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

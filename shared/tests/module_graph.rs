@@ -3,7 +3,7 @@
 //!
 //! The graph is read from the source: every `crate::<module>` path (including the heads of
 //! `use crate::{a::X, b}` groups) in non-test code, per top-level module. Run alone with
-//! `cargo test -p logrelay --test module_graph -- --nocapture` to print the graph.
+//! `cargo test -p logrelay-core --test module_graph -- --nocapture` to print the graph.
 
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] fns are test code too.
 

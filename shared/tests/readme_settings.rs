@@ -18,7 +18,7 @@ fn the_readme_configuration_table_is_the_settings_table() {
         .find(END)
         .expect("README has the end marker")
         + start;
-    let expected = logrelay::config::vars::markdown_table();
+    let expected = logrelay_core::config::vars::markdown_table();
     assert!(
         readme[start..end] == expected,
         "README's table differs from the settings table; it should be:\n{expected}"
@@ -27,7 +27,7 @@ fn the_readme_configuration_table_is_the_settings_table() {
 
 #[test]
 fn every_variable_is_listed_once() {
-    let mut names: Vec<&str> = logrelay::config::vars::VARS
+    let mut names: Vec<&str> = logrelay_core::config::vars::VARS
         .iter()
         .map(|var| var.name)
         .collect();

@@ -515,7 +515,7 @@ async fn big_gzipped_object_forwards_with_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
-    use logrelay::auth::SecretSource;
+    use logrelay_core::auth::SecretSource;
     let dir = tempfile::tempdir().unwrap();
     let moto = iam::start_moto(dir.path()).await;
     let created = moto
@@ -532,7 +532,7 @@ async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
     let role = aws_sdk_secretsmanager::Client::new(
         &iam::sdk_config(&moto.url, &stack.role_of("s3-forwarder").keys).await,
     );
-    let source = logrelay::aws::SecretsManagerSource::new(role.clone(), arn.clone());
+    let source = logrelay_core::aws::SecretsManagerSource::new(role.clone(), arn.clone());
     assert_eq!(source.client_secret(false).await.unwrap().expose(), "first");
 
     // Rotation (by the operator): the plain-text form is accepted too.
@@ -551,7 +551,7 @@ async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
     );
     assert!(!format!("{source:?}").contains("second"));
 
-    let missing = logrelay::aws::SecretsManagerSource::new(role, "no-such-secret");
+    let missing = logrelay_core::aws::SecretsManagerSource::new(role, "no-such-secret");
     let error = missing.client_secret(false).await.unwrap_err();
     assert!(!error.is_transient(), "{error}");
     assert!(error.to_string().contains("GetSecretValue"), "{error}");
@@ -559,7 +559,7 @@ async fn the_secrets_manager_source_caches_and_reads_again_on_refresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_answers_503_with_retry_after_while_azure_keeps_throttling() {
-    use logrelay::router::{app, RequestDeadline, RouterState};
+    use logrelay_core::router::{app, RequestDeadline, RouterState};
 
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
     emulator.set_faults(azmon_emulator::Faults {
@@ -569,24 +569,24 @@ async fn the_router_answers_503_with_retry_after_while_azure_keeps_throttling() 
         ..azmon_emulator::Faults::default()
     });
     let env = emulator.env();
-    let config = logrelay::config::Config::from_lookup(|name| {
+    let config = logrelay_core::config::Config::from_lookup(|name| {
         env.iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
     })
     .unwrap();
-    let dead = std::sync::Arc::new(logrelay::dead_letter::MemoryDeadLetter::new());
-    let decode = logrelay::keeper::DecodeOptions {
-        schema: logrelay::keeper::SchemaMode::Keeper,
+    let dead = std::sync::Arc::new(logrelay_core::dead_letter::MemoryDeadLetter::new());
+    let decode = logrelay_core::keeper::DecodeOptions {
+        schema: logrelay_core::keeper::SchemaMode::Keeper,
         max_decompressed_bytes: 1 << 30,
         now: SystemTime::now(),
     };
-    let relay = logrelay::relay::Relay::from_config(&config, dead.clone(), decode, None)
+    let relay = logrelay_core::relay::Relay::from_config(&config, dead.clone(), decode, None)
         .await
         .unwrap();
     let router = app(RouterState::new(
         std::sync::Arc::new(relay),
-        logrelay::secret::Secret::new(HTTP_TOKEN),
+        logrelay_core::secret::Secret::new(HTTP_TOKEN),
     ))
     // Two seconds for the request, as a Lambda deadline would set it.
     .layer(axum::Extension(RequestDeadline(

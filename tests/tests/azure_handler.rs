@@ -632,7 +632,7 @@ async fn both_host_modes_give_the_caller_the_same_refusals() {
     let events = fixture("http-events.json");
     let bearer = format!("Bearer {HTTP_TOKEN}");
     // One byte past the shared routes' limit, so the limit is the router's, not the envelope's.
-    let oversized = format!("[{}", " ".repeat(logrelay::router::MAX_BODY_BYTES));
+    let oversized = format!("[{}", " ".repeat(logrelay_core::router::MAX_BODY_BYTES));
     let cases: [(&str, Option<&str>, &str, u16); 4] = [
         ("a wrong token", Some("Bearer wrong-token"), &events, 401),
         ("no token", None, &events, 401),
@@ -661,7 +661,7 @@ async fn both_host_modes_give_the_caller_the_same_refusals() {
     // Past the handler's envelope limit (6 × the body limit + 1 MiB) and without a token: not
     // read, and refused as the proxied mode refuses any request without a token.
     let (_, _, unauthorized) = proxied_post(&handler.base, None, &events).await;
-    let huge = " ".repeat(8 * logrelay::router::MAX_BODY_BYTES);
+    let huge = " ".repeat(8 * logrelay_core::router::MAX_BODY_BYTES);
     let (status, challenge, body) = proxied_post(&handler.base, None, &huge).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(challenge.as_deref(), Some("Bearer"));

@@ -2,7 +2,7 @@
 //! columns, stream declaration, transform, stream and table names. main.bicep is held equal to
 //! main.json by scripts/lint-infra.sh (pycep parse + comparison).
 
-use logrelay::schema::{self, DEFAULT_STREAM, DEFAULT_TABLE, TRANSFORM_KQL};
+use logrelay_core::schema::{self, DEFAULT_STREAM, DEFAULT_TABLE, TRANSFORM_KQL};
 use serde_json::Value;
 
 const MAIN_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/azure/main.json");
@@ -361,18 +361,21 @@ fn the_sam_alarms_watch_the_metric_the_functions_publish() {
         "/../infra/aws/template.yaml"
     ))
     .expect("infra/aws/template.yaml");
-    let namespace = format!("Namespace: {}", logrelay::aws::forward::METRICS_NAMESPACE);
+    let namespace = format!(
+        "Namespace: {}",
+        logrelay_core::aws::forward::METRICS_NAMESPACE
+    );
     assert!(
         template.contains(&namespace),
         "the SAM alarms must use `{namespace}`"
     );
     // The alarm names the metric; the functions publish it under the same name.
-    let report = logrelay::ingest::Report {
+    let report = logrelay_core::ingest::Report {
         dead_lettered: 3,
         ..Default::default()
     };
-    let line: Value = serde_json::from_str(&logrelay::metrics::emf_line(
-        logrelay::aws::forward::METRICS_NAMESPACE,
+    let line: Value = serde_json::from_str(&logrelay_core::metrics::emf_line(
+        logrelay_core::aws::forward::METRICS_NAMESPACE,
         "fn",
         &report,
     ))
@@ -381,6 +384,6 @@ fn the_sam_alarms_watch_the_metric_the_functions_publish() {
     assert!(template.contains("MetricName: DeadLettered"));
     assert!(template.contains(&format!(
         "Name: {}",
-        logrelay::metrics::FUNCTION_NAME_DIMENSION
+        logrelay_core::metrics::FUNCTION_NAME_DIMENSION
     )));
 }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
-use logrelay::config::Config;
-use logrelay::dead_letter::MemoryDeadLetter;
-use logrelay::ingest::{
+use logrelay_core::config::Config;
+use logrelay_core::dead_letter::MemoryDeadLetter;
+use logrelay_core::ingest::{
     EncodedRow, Origin, Report, SessionOptions, TransientPolicy, MAX_BATCH_BYTES,
 };
-use logrelay::keeper::{DecodeOptions, SchemaMode};
-use logrelay::relay::Relay;
+use logrelay_core::keeper::{DecodeOptions, SchemaMode};
+use logrelay_core::relay::Relay;
 use serde_json::json;
 
 /// One Keeper row in the table's shape, padded with `pad` bytes of event data.

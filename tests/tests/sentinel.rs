@@ -14,7 +14,7 @@ use std::path::Path;
 
 use azmon_emulator::{Emulator, EmulatorConfig, StreamConfig};
 use chrono::{DateTime, TimeDelta, Utc};
-use logrelay::schema::KEEPER_COLUMNS;
+use logrelay_core::schema::KEEPER_COLUMNS;
 use serde_json::Value;
 
 const SOLUTION_TEMPLATE: &str = concat!(

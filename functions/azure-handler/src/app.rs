@@ -14,8 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 
-use logrelay::ingest::TransientPolicy;
-use logrelay::router::RouterState;
+use logrelay_core::ingest::TransientPolicy;
+use logrelay_core::router::RouterState;
 
 use crate::forward::{Plan, PlanForwarder};
 use crate::invocation::{summary_line, Invocation, Outcome};
@@ -51,7 +51,7 @@ pub(crate) struct AppState {
 ///
 /// host.json sets `enableProxyingHttpRequest` and `routePrefix: ""`, so a host that honours it
 /// proxies the caller's original request (`POST /events`, headers and body unchanged) and
-/// returns our answer as is: the shared routes of [`logrelay::router`] serve it exactly as the
+/// returns our answer as is: the shared routes of [`logrelay_core::router`] serve it exactly as the
 /// AWS HTTP function does (bearer token, 200/400/401/413/503). A host that does not sends the
 /// classic invocation to the same path; [`classic_http::translate`] unwraps it for the same
 /// routes and wraps their answer in `Outputs.res`. Without `LOGRELAY_HTTP_TOKEN` (`http` is
@@ -65,7 +65,7 @@ pub(crate) fn routes(state: AppState, http: Option<RouterState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_INVOCATION_BYTES))
         .with_state(state);
     let http_routes = match http {
-        Some(http) => logrelay::router::app(http),
+        Some(http) => logrelay_core::router::app(http),
         None => Router::new().route(&format!("/{HTTP_FUNCTION}"), any(http_disabled)),
     };
     triggers.merge(http_routes.layer(from_fn(classic_http::translate)))
@@ -286,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_forwarding_error_answers_500_with_the_reason_and_no_secret() {
         let recorder = Arc::new(Recorder::default());
-        *recorder.fail_with.lock().unwrap() = Some(logrelay::Error::TokenTransport {
+        *recorder.fail_with.lock().unwrap() = Some(logrelay_core::Error::TokenTransport {
             host: "127.0.0.1:1".into(),
             reason: "connection refused".into(),
         });

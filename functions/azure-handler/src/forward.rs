@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use logrelay::dead_letter::{raw_text, DeadLetterEntry};
-use logrelay::ingest::{Report, SessionOptions, TransientPolicy};
-use logrelay::model::BoxFuture;
-use logrelay::relay::{self, Relay};
-use logrelay::Result;
+use logrelay_core::dead_letter::{raw_text, DeadLetterEntry};
+use logrelay_core::ingest::{Report, SessionOptions, TransientPolicy};
+use logrelay_core::model::BoxFuture;
+use logrelay_core::relay::{self, Relay};
+use logrelay_core::Result;
 
 /// One byte source to decode (any Keeper container: JSON, NDJSON, CSV, syslog, gzip).
 #[derive(Debug, Clone, PartialEq)]
@@ -144,7 +144,7 @@ pub(crate) mod fake {
     pub(crate) struct Recorder {
         pub(crate) plans: Mutex<Vec<(Plan, TransientPolicy)>>,
         /// When set, `forward` fails with this error instead.
-        pub(crate) fail_with: Mutex<Option<logrelay::Error>>,
+        pub(crate) fail_with: Mutex<Option<logrelay_core::Error>>,
         /// When set, every input counts as failed transiently.
         pub(crate) transient_failure: bool,
     }

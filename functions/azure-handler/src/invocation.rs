@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use logrelay::ingest::Report;
+use logrelay_core::ingest::Report;
 
 /// One invocation request from the Functions host.
 #[derive(Debug, Default, Deserialize)]
@@ -164,7 +164,7 @@ pub(crate) fn json_answer(status: StatusCode, body: &InvocationResult) -> Respon
 /// The summary line for the `Logs` array: function name and every report counter.
 pub(crate) fn summary_line(function: &str, report: &Report) -> String {
     let mut line = format!("logrelay {function}:");
-    for (name, value) in logrelay::metrics::summary_fields(report) {
+    for (name, value) in logrelay_core::metrics::summary_fields(report) {
         line.push_str(&format!(" {name}={value}"));
     }
     for (reason, count) in &report.dead_letter_reasons {

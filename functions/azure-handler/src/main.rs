@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use logrelay::config::{Config, HttpToken, Platform};
-use logrelay::dead_letter::LocalDirDeadLetter;
-use logrelay::keeper::DecodeOptions;
-use logrelay::relay::Relay;
-use logrelay::router::RouterState;
+use logrelay_core::config::{Config, HttpToken, Platform};
+use logrelay_core::dead_letter::LocalDirDeadLetter;
+use logrelay_core::keeper::DecodeOptions;
+use logrelay_core::relay::Relay;
+use logrelay_core::router::RouterState;
 
 use crate::app::AppState;
 use crate::forward::RelayForwarder;
@@ -30,7 +30,7 @@ use crate::settings::Settings;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    logrelay::telemetry::init();
+    logrelay_core::telemetry::init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -41,7 +41,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> logrelay::Result<()> {
+async fn run() -> logrelay_core::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let settings = Settings::from_lookup(env)?;
     let config = Config::from_env(Platform::Azure)?;
@@ -75,7 +75,7 @@ async fn run() -> logrelay::Result<()> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|source| logrelay::Error::Io {
+        .map_err(|source| logrelay_core::Error::Io {
             what: format!("listening socket {address}"),
             source,
         })?;
@@ -83,7 +83,7 @@ async fn run() -> logrelay::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown())
         .await
-        .map_err(|source| logrelay::Error::Io {
+        .map_err(|source| logrelay_core::Error::Io {
             what: format!("HTTP server on {address}"),
             source,
         })

@@ -26,12 +26,12 @@ pub(crate) enum BodyEncoding {
 
 impl BodyEncoding {
     /// Reads `LOGRELAY_QUEUE_BODY_ENCODING` (`none` | `base64`).
-    pub(crate) fn parse(value: Option<&str>) -> Result<BodyEncoding, logrelay::Error> {
+    pub(crate) fn parse(value: Option<&str>) -> Result<BodyEncoding, logrelay_core::Error> {
         match value.map(str::trim) {
             None | Some("") => Ok(BodyEncoding::None),
             Some(v) if v.eq_ignore_ascii_case("none") => Ok(BodyEncoding::None),
             Some(v) if v.eq_ignore_ascii_case("base64") => Ok(BodyEncoding::Base64),
-            Some(other) => Err(logrelay::Error::InvalidConfig {
+            Some(other) => Err(logrelay_core::Error::InvalidConfig {
                 name: "LOGRELAY_QUEUE_BODY_ENCODING".into(),
                 reason: format!("`{other}` is not `none` or `base64`"),
             }),

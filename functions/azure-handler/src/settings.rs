@@ -1,10 +1,10 @@
-//! The handler's own settings (beyond [`logrelay::config::Config`]), read once at start-up.
+//! The handler's own settings (beyond [`logrelay_core::config::Config`]), read once at start-up.
 
 use std::path::PathBuf;
 
-use logrelay::config::{self, Platform};
-use logrelay::keeper::SchemaMode;
-use logrelay::{Error, Result};
+use logrelay_core::config::{self, Platform};
+use logrelay_core::keeper::SchemaMode;
+use logrelay_core::{Error, Result};
 
 use crate::queue::BodyEncoding;
 
@@ -13,7 +13,7 @@ use crate::queue::BodyEncoding;
 pub(crate) const DEFAULT_PORT: u16 = 8080;
 
 #[cfg(test)]
-pub(crate) use logrelay::config::vars::AZURE_DEAD_LETTER_DIR;
+pub(crate) use logrelay_core::config::vars::AZURE_DEAD_LETTER_DIR;
 
 /// Settings read from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ pub(crate) struct Settings {
 impl Settings {
     /// Reads the settings through `lookup` (the process environment in `main`, a map in tests).
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings> {
-        let get = logrelay::config::trimmed(&lookup);
+        let get = logrelay_core::config::trimmed(&lookup);
         let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
             None => DEFAULT_PORT,
             Some(value) => value.trim().parse().map_err(|_| Error::InvalidConfig {

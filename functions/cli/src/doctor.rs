@@ -1,8 +1,8 @@
-//! `logrelay doctor`: the checks live in `logrelay::diagnose`; this prints them.
+//! `logrelay doctor`: the checks live in `logrelay_core::diagnose`; this prints them.
 
 use std::process::ExitCode;
 
-use logrelay::diagnose::{configured_provider, diagnose, DEFAULT_CONNECT_TIMEOUT};
+use logrelay_core::diagnose::{configured_provider, diagnose, DEFAULT_CONNECT_TIMEOUT};
 
 /// Runs every check against the process environment; exit 1 when any step fails.
 pub(crate) async fn run(json: bool) -> Result<ExitCode, String> {

@@ -54,10 +54,10 @@ enum Command {
     /// Print the stream declaration, table columns, transform and data sample as JSON.
     Schema {
         /// DCR stream name.
-        #[arg(long, default_value = logrelay::schema::DEFAULT_STREAM)]
+        #[arg(long, default_value = logrelay_core::schema::DEFAULT_STREAM)]
         stream: String,
         /// Log Analytics table name.
-        #[arg(long, default_value = logrelay::schema::DEFAULT_TABLE)]
+        #[arg(long, default_value = logrelay_core::schema::DEFAULT_TABLE)]
         table: String,
     },
     /// Write the data sample the portal's "New custom log (DCR-based)" wizard asks for.
@@ -108,7 +108,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    logrelay::telemetry::init();
+    logrelay_core::telemetry::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -137,12 +137,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Doctor { json } => block_on(doctor::run(json)),
         Command::Token { show, json } => block_on(token::run(show, json)),
         Command::Schema { stream, table } => {
-            let document = logrelay::schema::document(&stream, &table);
+            let document = logrelay_core::schema::document(&stream, &table);
             print_json(&document)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sample { out } => {
-            let sample = logrelay::schema::data_sample();
+            let sample = logrelay_core::schema::data_sample();
             let text = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
             write_output(out.as_ref(), false, |writer| writeln!(writer, "{text}"))?;
             if let Some(path) = out {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::ValueEnum;
-use logrelay::config::{vars, Config, Platform};
-use logrelay::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
-use logrelay::ingest::{Report, SessionOptions};
-use logrelay::keeper::DecodeOptions;
-use logrelay::relay::{Forwarded, Input, Relay};
+use logrelay_core::config::{vars, Config, Platform};
+use logrelay_core::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
+use logrelay_core::ingest::{Report, SessionOptions};
+use logrelay_core::keeper::DecodeOptions;
+use logrelay_core::relay::{Forwarded, Input, Relay};
 
 /// How often the progress line is redrawn on a terminal.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -260,7 +260,7 @@ pub(crate) fn summary(report: &Report, dead_letter: &str) -> String {
             out.push_str(&format!("    {count:>8}  {reason}\n"));
         }
     }
-    let counters: Vec<String> = logrelay::metrics::summary_fields(report)
+    let counters: Vec<String> = logrelay_core::metrics::summary_fields(report)
         .into_iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();

@@ -3,15 +3,15 @@
 
 use std::process::ExitCode;
 
-use logrelay::config::{Config, Platform};
-use logrelay::diagnose::{describe_token, explain_token_error};
+use logrelay_core::config::{Config, Platform};
+use logrelay_core::diagnose::{describe_token, explain_token_error};
 
 /// Runs the command; `Err` is a configuration problem (exit 2).
 pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
     let config = Config::from_env(Platform::Cli).map_err(|error| error.to_string())?;
-    let http = logrelay::http::build_client(config.tuning.request_timeout)
+    let http = logrelay_core::http::build_client(config.tuning.request_timeout)
         .map_err(|error| error.to_string())?;
-    let provider = logrelay::auth::build_provider(&config.auth, http, None)
+    let provider = logrelay_core::auth::build_provider(&config.auth, http, None)
         .map_err(|error| error.to_string())?;
     let token = match provider.fetch().await {
         Ok(token) => token,

@@ -9,9 +9,9 @@ use axum::body::Body;
 use axum::Router;
 use http::Method;
 use lambda_http::{Body as LambdaBody, Error, Request, RequestExt, Response};
-use logrelay::aws::forward::{log_summary, session_deadline};
-use logrelay::ingest::Report;
-use logrelay::router::{RequestDeadline, DEFAULT_REQUEST_BUDGET};
+use logrelay_core::aws::forward::{log_summary, session_deadline};
+use logrelay_core::ingest::Report;
+use logrelay_core::router::{RequestDeadline, DEFAULT_REQUEST_BUDGET};
 use tower::ServiceExt;
 
 /// The metrics dimension when the runtime does not name the function.
@@ -58,9 +58,9 @@ mod tests {
     use super::*;
     use base64::Engine;
     use lambda_http::Context;
-    use logrelay::dead_letter::MemoryDeadLetter;
-    use logrelay::router::{app, RouterState};
-    use logrelay::secret::Secret;
+    use logrelay_core::dead_letter::MemoryDeadLetter;
+    use logrelay_core::router::{app, RouterState};
+    use logrelay_core::secret::Secret;
     use serde_json::{json, Value};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -105,7 +105,7 @@ mod tests {
 
     async fn router() -> Router {
         let dead = Arc::new(MemoryDeadLetter::new());
-        let forwarder = logrelay::aws::offline_forwarder(dead).await.unwrap();
+        let forwarder = logrelay_core::aws::offline_forwarder(dead).await.unwrap();
         app(RouterState::new(
             Arc::new(forwarder.relay),
             Secret::new(TOKEN),

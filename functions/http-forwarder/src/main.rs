@@ -6,13 +6,13 @@ mod handler;
 use std::sync::Arc;
 
 use lambda_http::{service_fn, Error};
-use logrelay::router::{app, RouterState};
+use logrelay_core::router::{app, RouterState};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    logrelay::telemetry::init();
-    let container = logrelay::aws::container_from_env().await?;
-    let token = logrelay::aws::secrets::http_token(
+    logrelay_core::telemetry::init();
+    let container = logrelay_core::aws::container_from_env().await?;
+    let token = logrelay_core::aws::secrets::http_token(
         &container.config.http_token,
         &container.clients.secrets,
     )

@@ -4,9 +4,11 @@
 use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
-use logrelay::aws::forward::{is_sqs_event, log_summary, retry_error, session_deadline, sqs_event};
-use logrelay::aws::{extract, Bodies, LambdaForwarder};
-use logrelay::Error;
+use logrelay_core::aws::forward::{
+    is_sqs_event, log_summary, retry_error, session_deadline, sqs_event,
+};
+use logrelay_core::aws::{extract, Bodies, LambdaForwarder};
+use logrelay_core::Error;
 use serde_json::Value;
 
 /// The metrics dimension when the runtime does not name the function.
@@ -77,7 +79,7 @@ fn json(value: &impl serde::Serialize) -> Value {
 mod tests {
     use super::*;
     use lambda_runtime::Context;
-    use logrelay::dead_letter::MemoryDeadLetter;
+    use logrelay_core::dead_letter::MemoryDeadLetter;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -99,7 +101,7 @@ mod tests {
 
     async fn forwarder() -> (LambdaForwarder, Arc<MemoryDeadLetter>) {
         let dead = Arc::new(MemoryDeadLetter::new());
-        let forwarder = logrelay::aws::offline_forwarder(dead.clone())
+        let forwarder = logrelay_core::aws::offline_forwarder(dead.clone())
             .await
             .unwrap();
         (forwarder, dead)

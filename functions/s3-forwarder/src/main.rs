@@ -7,8 +7,8 @@ use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    logrelay::telemetry::init();
-    let forwarder = logrelay::aws::container_from_env().await?.forwarder;
+    logrelay_core::telemetry::init();
+    let forwarder = logrelay_core::aws::container_from_env().await?.forwarder;
     let forwarder = &forwarder;
     lambda_runtime::run(service_fn(move |event| {
         handler::function_handler(forwarder, event)

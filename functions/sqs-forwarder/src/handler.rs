@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use logrelay::aws::forward::{log_summary, session_deadline};
-use logrelay::aws::{Bodies, LambdaForwarder};
-use logrelay::Error;
+use logrelay_core::aws::forward::{log_summary, session_deadline};
+use logrelay_core::aws::{Bodies, LambdaForwarder};
+use logrelay_core::Error;
 
 /// The metrics dimension when the runtime does not name the function.
 const FUNCTION: &str = "sqs-forwarder";
@@ -41,7 +41,7 @@ pub(crate) async fn function_handler(
 mod tests {
     use super::*;
     use lambda_runtime::Context;
-    use logrelay::dead_letter::MemoryDeadLetter;
+    use logrelay_core::dead_letter::MemoryDeadLetter;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,7 +62,7 @@ mod tests {
 
     async fn forwarder() -> (LambdaForwarder, Arc<MemoryDeadLetter>) {
         let dead = Arc::new(MemoryDeadLetter::new());
-        let forwarder = logrelay::aws::offline_forwarder(dead.clone())
+        let forwarder = logrelay_core::aws::offline_forwarder(dead.clone())
             .await
             .unwrap();
         (forwarder, dead)

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use logrelay::config::Cloud;
-use logrelay::schema::{DEFAULT_STREAM, KEEPER_COLUMNS};
+use logrelay_core::config::Cloud;
+use logrelay_core::schema::{DEFAULT_STREAM, KEEPER_COLUMNS};
 
 use crate::faults::Faults;
 
@@ -76,7 +76,7 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// The Keeper stream exactly as `logrelay::schema` declares it (the one table definition).
+    /// The Keeper stream exactly as `logrelay_core::schema` declares it (the one table definition).
     pub fn keeper() -> Self {
         StreamConfig {
             name: DEFAULT_STREAM.to_string(),

@@ -187,7 +187,7 @@ impl Emulator {
                 self.ingestion_endpoint(),
             ),
         ];
-        if config.cloud != logrelay::config::Cloud::Public {
+        if config.cloud != logrelay_core::config::Cloud::Public {
             env.push(("AZURE_CLOUD".to_string(), config.cloud.name().to_string()));
         }
         env
@@ -204,7 +204,7 @@ impl Emulator {
                 self.ingestion_endpoint(),
             ),
         ];
-        if self.state.config.cloud != logrelay::config::Cloud::Public {
+        if self.state.config.cloud != logrelay_core::config::Cloud::Public {
             env.push((
                 "AZURE_CLOUD".to_string(),
                 self.state.config.cloud.name().to_string(),

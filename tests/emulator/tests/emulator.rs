@@ -188,7 +188,12 @@ async fn accepts_rows_with_204_an_empty_body_and_a_request_id() {
     assert!(response.headers().contains_key("x-ms-request-id"));
     assert!(response.bytes().await.unwrap().is_empty());
     assert_eq!(emulator.rows(), rows.as_array().unwrap().clone());
-    assert_eq!(emulator.rows_for(logrelay::schema::DEFAULT_STREAM).len(), 2);
+    assert_eq!(
+        emulator
+            .rows_for(logrelay_core::schema::DEFAULT_STREAM)
+            .len(),
+        2
+    );
     let stats = emulator.stats();
     assert_eq!(stats.accepted_requests, 1);
     assert_eq!(stats.rows, 2);
@@ -627,7 +632,7 @@ async fn requests_outside_the_contract_get_the_documented_or_declared_errors() {
     let rows = serde_json::to_vec(&json!([login_row(&now(), "a@example.com")])).unwrap();
     let base = emulator.base_url();
     let dcr = emulator.config().dcr_id.clone();
-    let stream = logrelay::schema::DEFAULT_STREAM;
+    let stream = logrelay_core::schema::DEFAULT_STREAM;
     let post =
         |url: String, content_type: &'static str, encoding: Option<&'static str>, body: Vec<u8>| {
             let mut request = client()
@@ -895,7 +900,7 @@ async fn extra_streams_can_be_declared_for_passthrough_rows() {
         (json!("hi"), json!(3))
     );
     assert!(emulator
-        .rows_for(logrelay::schema::DEFAULT_STREAM)
+        .rows_for(logrelay_core::schema::DEFAULT_STREAM)
         .is_empty());
     assert_eq!(emulator.stats().dropped_columns, 1);
 }
@@ -942,7 +947,7 @@ async fn the_control_plane_sets_faults_reports_stats_and_rows_and_resets() {
     let stored: Value = http
         .get(format!(
             "{base}/_emulator/rows?stream={}",
-            logrelay::schema::DEFAULT_STREAM
+            logrelay_core::schema::DEFAULT_STREAM
         ))
         .send()
         .await
@@ -1086,7 +1091,7 @@ impl Drop for KillOnDrop {
 #[tokio::test]
 async fn a_government_cloud_emulator_takes_only_the_us_scope_and_audience() {
     let emulator = Emulator::start(EmulatorConfig {
-        cloud: logrelay::config::Cloud::UsGovernment,
+        cloud: logrelay_core::config::Cloud::UsGovernment,
         ..EmulatorConfig::default()
     })
     .await

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use azmon_emulator::{Emulator, Stats};
-use logrelay::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
+use logrelay_core::keeper::{DecodeOptions, Decoded, RowReader, SchemaMode};
 use serde_json::{json, Value};
 
 use crate::common;

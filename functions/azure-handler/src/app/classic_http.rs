@@ -37,7 +37,7 @@ pub(crate) const OUTPUT_BINDING: &str = "res";
 /// Largest classic invocation read. The body inside is held to the shared router's limit like a
 /// proxied one; the envelope around it is bigger, since JSON escapes a control byte as six
 /// characters (`\u0000`, RFC 8259 §7) and base64 grows binary bodies by 4/3 (RFC 4648 §4).
-pub(crate) const MAX_ENVELOPE_BYTES: usize = 6 * logrelay::router::MAX_BODY_BYTES + (1 << 20);
+pub(crate) const MAX_ENVELOPE_BYTES: usize = 6 * logrelay_core::router::MAX_BODY_BYTES + (1 << 20);
 
 /// Largest answer of the shared routes carried back (they answer small JSON reports).
 const MAX_ANSWER_BYTES: usize = 1 << 20;
