@@ -136,11 +136,10 @@ impl From<Error> for lambda_runtime::Diagnostic {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "aws"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "aws")]
     #[test]
     fn a_lambda_diagnostic_names_the_error_kind_and_keeps_the_message() {
         let diagnostic = lambda_runtime::Diagnostic::from(Error::DeadlineExceeded { pending: 3 });
