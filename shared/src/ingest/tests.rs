@@ -1,4 +1,5 @@
-//! Session behaviour against a scripted HTTP server on 127.0.0.1, with the real reqwest client.
+//! Session behaviour against a scripted HTTP server (axum) on 127.0.0.1, with the real reqwest
+//! client.
 //!
 //! The full-protocol tests against the Azure emulator live in
 //! `tests/tests/ingest_e2e.rs`; these pin the session's own decisions one at a time. The
@@ -9,8 +10,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::*;
@@ -23,6 +27,9 @@ use crate::secret::Secret;
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) wire_bytes: usize,
     pub(crate) json_bytes: usize,
@@ -58,6 +65,15 @@ pub(crate) fn reply(status: u16) -> Reply {
 
 type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
 
+/// What every request handler shares.
+#[derive(Clone)]
+struct Scripted {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Script>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
 pub(crate) struct Server {
     url: url::Url,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -70,35 +86,20 @@ impl Server {
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let max_in_flight = Arc::new(AtomicUsize::new(0));
-        let (seen2, max2) = (seen.clone(), max_in_flight.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (seen, script, in_flight, max) = (
-                    seen2.clone(),
-                    script.clone(),
-                    in_flight.clone(),
-                    max2.clone(),
-                );
-                tokio::spawn(async move {
-                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(now, Ordering::SeqCst);
-                    serve(stream, &seen, &*script).await;
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Server {
+        let state = Scripted {
+            seen: Arc::new(Mutex::new(Vec::new())),
+            script: Arc::new(script),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: Arc::new(AtomicUsize::new(0)),
+        };
+        let server = Server {
             url,
-            seen,
-            max_in_flight,
-        }
+            seen: state.seen.clone(),
+            max_in_flight: state.max_in_flight.clone(),
+        };
+        let app = axum::Router::new().fallback(serve).with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        server
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
@@ -114,57 +115,48 @@ impl Server {
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, seen: &Mutex<Vec<Seen>>, script: &Script) {
-    let mut reader = BufReader::new(stream);
-    let mut headers = Vec::new();
-    let mut line = String::new();
-    reader.read_line(&mut line).await.unwrap(); // request line
-    loop {
-        line.clear();
-        reader.read_line(&mut line).await.unwrap();
-        let trimmed = line.trim_end();
-        if trimmed.is_empty() {
-            break;
-        }
-        let (name, value) = trimmed.split_once(':').unwrap();
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut wire = vec![0; length];
-    reader.read_exact(&mut wire).await.unwrap();
+/// Records the request, then answers as the script says (after its delay).
+async fn serve(
+    State(state): State<Scripted>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    wire: Bytes,
+) -> Response {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&wire[..])
         .read_to_end(&mut json)
         .unwrap();
-    let rows: Vec<Value> = serde_json::from_slice(&json).unwrap();
     let request = Seen {
-        headers,
-        wire_bytes: length,
+        method,
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_string()))
+            .collect(),
+        wire_bytes: wire.len(),
         json_bytes: json.len(),
-        rows,
+        rows: serde_json::from_slice(&json).unwrap(),
         at: Instant::now(),
     };
     let answer = {
-        let mut all = seen.lock().unwrap();
+        let mut all = state.seen.lock().unwrap();
         all.push(request.clone());
-        script(all.len() - 1, &request)
+        (state.script)(all.len() - 1, &request)
     };
     tokio::time::sleep(answer.delay).await;
-    let mut head = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", answer.status);
-    if answer.status != 204 {
-        head.push_str(&format!("content-length: {}\r\n", answer.body.len()));
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value).unwrap(),
+        );
     }
-    for (name, value) in &answer.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.push_str(&answer.body);
-    let mut stream = reader.into_inner();
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    response
 }
 
 /// Hands out `token-1`, `token-2`, ... valid for an hour, counting fetches.
@@ -259,6 +251,16 @@ async fn delivers_every_row_in_order_in_gzipped_arrays_under_the_batch_limit() {
             .starts_with("Bearer token-"));
         let id = request.header("x-ms-client-request-id").unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    // The Logs Ingestion API's upload call: POST to the DCR's stream with the API version.
+    // Source: https://learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview
+    for request in &seen {
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(
+            request.path,
+            "/dataCollectionRules/dcr-00000000000000000000000000000000/streams/Custom-KeeperAuditEvents"
+        );
+        assert_eq!(request.query.as_deref(), Some("api-version=2023-01-01"));
     }
     assert!(dead.entries().is_empty());
     assert_eq!(report.events_in, 100);
