@@ -29,7 +29,7 @@ scripts/lint-infra.sh
 step "KQL: every shipped query analysed by the Kusto language service"
 scripts/check-kql.sh
 
-step "dependency policy (cargo deny: licenses, bans, sources)"
+step "dependency policy (cargo deny: RustSec advisories offline, licenses, bans, sources)"
 scripts/deny.sh
 
 echo
