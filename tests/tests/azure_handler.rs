@@ -171,7 +171,7 @@ impl Handler {
         let text = response.text().await.expect("invocation answer");
         assert_eq!(
             content_type, "application/json",
-            "the host needs JSON answers (§5.3); got {status} {text}"
+            "the host needs JSON answers (docs/emulator-facts.md §5.3); got {status} {text}"
         );
         let answer: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {text}"));

@@ -1,23 +1,23 @@
-//! What the ingestion pipeline does to each row before it lands in the table (protocol §1.5,
-//! §1.7): drop undeclared columns, coerce declared types, truncate long strings, and apply the
-//! TimeGenerated window rule.
+//! What the ingestion pipeline does to each row before it lands in the table
+//! (docs/emulator-facts.md §1.5, §1.7): drop undeclared columns, coerce declared types, truncate
+//! long strings, and apply the TimeGenerated window rule.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
 use crate::config::{ColumnType, StreamConfig};
 
-/// Longest field value kept; longer strings are truncated. Source: protocol §1.5 ("64 KB").
+/// Longest field value kept; longer strings are truncated. Source: docs/emulator-facts.md §1.5 ("64 KB").
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
-/// The column every table has. Source: protocol §1.7.
+/// The column every table has. Source: docs/emulator-facts.md §1.7.
 pub const TIME_GENERATED: &str = "TimeGenerated";
 
-/// TimeGenerated older than this before the received time is replaced. Source: protocol §1.7
+/// TimeGenerated older than this before the received time is replaced. Source: docs/emulator-facts.md §1.7
 /// (log-standard-columns: "cannot be older than 2 days").
 pub const MAX_TIME_GENERATED_AGE: TimeDelta = TimeDelta::days(2);
 
-/// TimeGenerated further than this after the received time is replaced. Source: protocol §1.7
+/// TimeGenerated further than this after the received time is replaced. Source: docs/emulator-facts.md §1.7
 /// ("more than a day in the future").
 pub const MAX_TIME_GENERATED_AHEAD: TimeDelta = TimeDelta::days(1);
 

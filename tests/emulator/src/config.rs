@@ -7,11 +7,11 @@ use logrelay_core::schema::{DEFAULT_STREAM, KEEPER_COLUMNS};
 
 use crate::faults::Faults;
 
-/// Default access-token lifetime in seconds. Entra picks 60–90 min (protocol §2.3); one hour
+/// Default access-token lifetime in seconds. Entra picks 60–90 min (docs/emulator-facts.md §2.3); one hour
 /// is a representative value.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3600;
 
-/// A column type in a DCR stream declaration. Source: protocol §1.7.
+/// A column type in a DCR stream declaration. Source: docs/emulator-facts.md §1.7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
@@ -69,7 +69,7 @@ impl ColumnDef {
 /// A stream declared in the DCR (`streamDeclarations` key and its columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamConfig {
-    /// Stream name; real ones begin `Custom-` (protocol §1.1).
+    /// Stream name; real ones begin `Custom-` (docs/emulator-facts.md §1.1).
     pub name: String,
     /// Declared columns; everything else a row carries is dropped.
     pub columns: Vec<ColumnDef>,

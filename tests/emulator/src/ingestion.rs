@@ -1,5 +1,5 @@
 //! The Logs Ingestion API: `POST /dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`
-//! (protocol §1), strict about auth, headers, sizes and the body, with injected faults.
+//! (docs/emulator-facts.md §1), strict about auth, headers, sizes and the body, with injected faults.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -20,26 +20,26 @@ use crate::faults::{self, Action};
 use crate::state::{State, StoredRow};
 use crate::token::{self, Refusal};
 
-/// The only data-plane API version served. Source: protocol §1.1.
+/// The only data-plane API version served. Source: docs/emulator-facts.md §1.1.
 pub const API_VERSION: &str = "2023-01-01";
 
 /// Largest body, on the wire and (strict mode) decompressed: 1 MB = 1,048,576 bytes.
-/// Source: protocol §1.5 (observed 413 message).
+/// Source: docs/emulator-facts.md §1.5 (observed 413 message).
 pub const MAX_BODY_BYTES: usize = 1_048_576;
 
-/// Largest decompressed body outside strict mode (~50 MiB observed). Source: protocol §1.5.
+/// Largest decompressed body outside strict mode (~50 MiB observed). Source: docs/emulator-facts.md §1.5.
 pub const MAX_LENIENT_DECOMPRESSED_BYTES: usize = 50 * 1024 * 1024;
 
 /// The most the emulator reads of one body; anything larger is a 413 anyway.
 const READ_CAP_BYTES: usize = 64 * 1024 * 1024;
 
-/// The service's request id header on every answer. Source: protocol §7.
+/// The service's request id header on every answer. Source: docs/emulator-facts.md §7.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 
-/// The error code header. Source: protocol §1.6 (swagger `x-ms-error-code`).
+/// The error code header. Source: docs/emulator-facts.md §1.6 (swagger `x-ms-error-code`).
 const ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
-/// The caller's troubleshooting id, echoed back. Source: protocol §1.2.
+/// The caller's troubleshooting id, echoed back. Source: docs/emulator-facts.md §1.2.
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 
 /// One ingestion request, as axum hands it over.
@@ -203,7 +203,7 @@ fn handle(
         return forbidden(config, &client_id);
     }
     let Some(stream) = config.stream(&request.stream) else {
-        // Emulator-defined: no real answer for an unknown stream was found (protocol §1.6).
+        // Emulator-defined: no real answer for an unknown stream was found (docs/emulator-facts.md §1.6).
         return error(
             StatusCode::NOT_FOUND,
             "InvalidStream",
@@ -235,7 +235,7 @@ fn handle(
         }
     }
     if !is_json(&request.headers) {
-        // Emulator-defined status: the real one for a wrong Content-Type is unverified (§7).
+        // Emulator-defined status: the real one for a wrong Content-Type is unverified (docs/emulator-facts.md §7).
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
@@ -245,7 +245,7 @@ fn handle(
     let gzip = match content_encoding(&request.headers) {
         Ok(gzip) => gzip,
         Err(encoding) => {
-            // Emulator-defined status: only gzip is documented (protocol §1.2).
+            // Emulator-defined status: only gzip is documented (docs/emulator-facts.md §1.2).
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UnsupportedContentEncoding",
@@ -257,7 +257,7 @@ fn handle(
         return too_large(limit, wire.len());
     }
     if wire.is_empty() {
-        // Observed: an empty body is a 500 with no error body (protocol §1.3).
+        // Observed: an empty body is a 500 with no error body (docs/emulator-facts.md §1.3).
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     let body = if gzip {
@@ -312,7 +312,7 @@ fn handle(
                 Value::Object(_) => "a JSON object",
                 _ => "a JSON scalar",
             };
-            // Strict mode: the real service accepts a bare object and drops it (§1.3).
+            // Strict mode: the real service accepts a bare object and drops it (docs/emulator-facts.md §1.3).
             return error(
                 StatusCode::BAD_REQUEST,
                 "InvalidPayload",
@@ -386,7 +386,7 @@ fn check_api_version(query: Option<&str>) -> Result<(), Response> {
     }
 }
 
-/// 401 `InvalidToken` (assumed shape, protocol §1.6: no real 401 was captured).
+/// 401 `InvalidToken` (assumed shape, docs/emulator-facts.md §1.6: no real 401 was captured).
 fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
     let message = match refusal {
         Refusal::Missing => "An Authorization header with a Bearer token is required.".to_string(),
@@ -405,7 +405,7 @@ fn unauthorized(refusal: &Refusal, audience: &str) -> Response {
     response
 }
 
-/// 403 `OperationFailed` with the real message pattern (protocol §1.6).
+/// 403 `OperationFailed` with the real message pattern (docs/emulator-facts.md §1.6).
 fn forbidden(config: &crate::config::EmulatorConfig, client_id: &str) -> Response {
     let dcr_arm_id = format!(
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-logrelay/providers/Microsoft.Insights/dataCollectionRules/{}",
@@ -422,7 +422,7 @@ fn forbidden(config: &crate::config::EmulatorConfig, client_id: &str) -> Respons
     )
 }
 
-/// 413 `ContentLengthLimitExceeded`, body and `x-ms-error-code` (protocol §1.5).
+/// 413 `ContentLengthLimitExceeded`, body and `x-ms-error-code` (docs/emulator-facts.md §1.5).
 fn too_large(limit: usize, provided: usize) -> Response {
     let human = if limit % MAX_BODY_BYTES == 0 {
         format!("{} MB", limit / MAX_BODY_BYTES)
@@ -469,7 +469,7 @@ fn drop_connection(state: &State, conn: &Connection) -> Response {
     StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
 
-/// The Azure error body `{"error":{"code","message"}}` plus `x-ms-error-code` (protocol §1.6).
+/// The Azure error body `{"error":{"code","message"}}` plus `x-ms-error-code` (docs/emulator-facts.md §1.6).
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let mut response = (
         status,

@@ -18,7 +18,7 @@
 //! [`Emulator::advance_clock`] instead of waiting for a token to expire. Random faults are a
 //! function of a seed and each request's content (see [`Faults`]), so a run replays.
 //!
-//! Protocol facts come from `shared/reference/azure-monitor-protocol.md` (§1, §2.1–2.4, §2.6,
+//! Protocol facts, with their public sources, are in `docs/emulator-facts.md` (§1, §2.1–2.4, §2.6,
 //! §7); where the real service's answer is unknown the emulator says "emulator-defined".
 
 // Handlers return early with an axum `Response` as the error; one per request, so its size

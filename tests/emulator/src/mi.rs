@@ -1,5 +1,5 @@
 //! App Service managed-identity endpoint: `GET /msi/token?resource=..&api-version=2019-08-01`
-//! with `X-IDENTITY-HEADER` (protocol §2.6). `expires_on` is epoch seconds as a *string*.
+//! with `X-IDENTITY-HEADER` (docs/emulator-facts.md §2.6). `expires_on` is epoch seconds as a *string*.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,10 +18,10 @@ use crate::token;
 /// Path of the identity endpoint (App Service uses `http://localhost:<port>/msi/token`).
 pub const IDENTITY_PATH: &str = "/msi/token";
 
-/// The identity endpoint's API version. Source: protocol §2.6.
+/// The identity endpoint's API version. Source: docs/emulator-facts.md §2.6.
 pub const IDENTITY_API_VERSION: &str = "2019-08-01";
 
-/// The header that proves the caller runs inside the app. Source: protocol §2.6.
+/// The header that proves the caller runs inside the app. Source: docs/emulator-facts.md §2.6.
 pub const IDENTITY_HEADER_NAME: &str = "X-IDENTITY-HEADER";
 
 /// `GET /msi/token`.

@@ -1,5 +1,5 @@
 //! Entra ID's client-credentials token endpoint (`POST /{tenant}/oauth2/v2.0/token`), with
-//! Entra's error shapes and statuses (protocol §2.1–2.4), JWT-shaped tokens and their validation.
+//! Entra's error shapes and statuses (docs/emulator-facts.md §2.1–2.4), JWT-shaped tokens and their validation.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +17,7 @@ use crate::config::EmulatorConfig;
 use crate::faults;
 use crate::state::{IssuedToken, State};
 
-/// The only grant this endpoint serves. Source: protocol §2.1.
+/// The only grant this endpoint serves. Source: docs/emulator-facts.md §2.1.
 const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// How long a token is, at most, in the issued-token map past its expiry (keeps expired ones
@@ -235,7 +235,7 @@ pub fn decode_claims(token: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Entra's error body and status (protocol §2.4). `error_description` starts `AADSTS<code>:`.
+/// Entra's error body and status (docs/emulator-facts.md §2.4). `error_description` starts `AADSTS<code>:`.
 pub(crate) fn entra_error(
     config: &EmulatorConfig,
     status: StatusCode,
@@ -266,9 +266,9 @@ pub(crate) fn entra_error(
 fn scripted_error(config: &EmulatorConfig, status: u16, retry_after_secs: u64) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let (error, aadsts, message) = match status {
-        // AADSTS90055 TenantThrottlingError. Source: protocol §2.4.
+        // AADSTS90055 TenantThrottlingError. Source: docs/emulator-facts.md §2.4.
         429 => ("temporarily_unavailable", 90055, "TenantThrottlingError - There are too many incoming requests. This exception is thrown for blocked tenants."),
-        // AADSTS90024 RequestBudgetExceededError (transient). Source: protocol §2.4.
+        // AADSTS90024 RequestBudgetExceededError (transient). Source: docs/emulator-facts.md §2.4.
         500..=599 => ("temporarily_unavailable", 90024, "RequestBudgetExceededError - A transient error has occurred. Try again."),
         _ => ("invalid_request", 90014, "A required field for a protocol message was missing or invalid (injected by the emulator)."),
     };
@@ -302,7 +302,7 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1; protocol §2.1).
+/// `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1; docs/emulator-facts.md §2.1).
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value

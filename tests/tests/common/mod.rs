@@ -470,7 +470,7 @@ pub(crate) fn form_encode(key: &str) -> String {
 }
 
 /// Sends `bodies` through a real moto queue and turns what SQS hands back into the event
-/// Lambda's SQS trigger delivers (azure-monitor-protocol.md §4.2); the event and the message
+/// Lambda's SQS trigger delivers (docs/emulator-facts.md §4.2); the event and the message
 /// ids in the order the bodies were sent.
 pub(crate) async fn sqs_event(moto: &Moto, bodies: &[String]) -> (Value, Vec<String>) {
     let queue = moto
