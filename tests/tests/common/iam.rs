@@ -875,18 +875,7 @@ impl Stack {
     ) -> (Value, Vec<String>) {
         let url = self.names.reference(queue);
         let arn = self.names.attribute(queue, "Arn");
-        let mut ids = Vec::new();
-        for body in bodies {
-            let sent = moto
-                .sqs
-                .send_message()
-                .queue_url(&url)
-                .message_body(body)
-                .send()
-                .await
-                .expect("message sent to moto");
-            ids.push(sent.message_id().expect("a message id").to_string());
-        }
+        let ids = super::send_messages(moto, &url, bodies).await;
         let poller = self.sqs_as(binary).await;
         let mut records = Vec::new();
         while records.len() < bodies.len() {

@@ -472,6 +472,23 @@ pub(crate) fn form_encode(key: &str) -> String {
 /// Sends `bodies` through a real moto queue and turns what SQS hands back into the event
 /// Lambda's SQS trigger delivers (docs/emulator-facts.md §4.2); the event and the message
 /// ids in the order the bodies were sent.
+/// Sends each body to the queue as its own message; the message ids, in order.
+pub(crate) async fn send_messages(moto: &Moto, queue_url: &str, bodies: &[String]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for body in bodies {
+        let sent = moto
+            .sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("message sent to moto");
+        ids.push(sent.message_id().expect("a message id").to_string());
+    }
+    ids
+}
+
 pub(crate) async fn sqs_event(moto: &Moto, bodies: &[String]) -> (Value, Vec<String>) {
     let queue = moto
         .sqs
@@ -481,18 +498,7 @@ pub(crate) async fn sqs_event(moto: &Moto, bodies: &[String]) -> (Value, Vec<Str
         .await
         .expect("queue created in moto");
     let queue_url = queue.queue_url().expect("a queue URL").to_string();
-    let mut ids = Vec::new();
-    for body in bodies {
-        let sent = moto
-            .sqs
-            .send_message()
-            .queue_url(&queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("message sent to moto");
-        ids.push(sent.message_id().expect("a message id").to_string());
-    }
+    let ids = send_messages(moto, &queue_url, bodies).await;
     let arn = format!(
         "arn:aws:sqs:us-east-1:123456789012:{}",
         queue_url.rsplit('/').next().expect("a queue name")
