@@ -53,8 +53,8 @@ fn certificate(
     thumbprint: &str,
 ) -> Result<(), Response> {
     let config = &state.config;
-    let registered = config
-        .certificates
+    let registered = state
+        .certificates()
         .iter()
         .filter_map(|pem| Certificate::from_pem(pem))
         .find(|cert| {
@@ -130,7 +130,8 @@ fn federated(state: &State, jwt: &Jwt) -> Result<(), Response> {
     let sub = jwt.claim_str("sub").unwrap_or_default();
     let audiences = jwt.audiences();
     let aud = audiences.join(", ");
-    if config.federated_credentials.is_empty() {
+    let credentials = state.federated_credentials();
+    if credentials.is_empty() {
         // AADSTS70021 (the app has no federated credential at all). Source: docs/emulator-facts.md §2.7.
         return Err(entra_error(
             config,
@@ -142,8 +143,7 @@ fn federated(state: &State, jwt: &Jwt) -> Result<(), Response> {
             ),
         ));
     }
-    let for_issuer: Vec<_> = config
-        .federated_credentials
+    let for_issuer: Vec<_> = credentials
         .iter()
         .filter(|credential| credential.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
         .collect();
@@ -269,8 +269,12 @@ fn iso(secs: u64) -> String {
     iso_time(UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
+/// Entra's form, with seven fractional digits: `2024-04-05T23:01:54.2089203Z`.
 fn iso_time(time: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(time)
-        .format("%Y-%m-%dT%H:%M:%S%.7fZ")
-        .to_string()
+    let time = chrono::DateTime::<chrono::Utc>::from(time);
+    format!(
+        "{}.{:07}Z",
+        time.format("%Y-%m-%dT%H:%M:%S"),
+        time.timestamp_subsec_nanos() / 100
+    )
 }

@@ -133,12 +133,29 @@ impl FederatedCredential {
         }
     }
 
+    /// A credential for the emulator's own AWS-account issuer (resolved when it starts, since
+    /// the issuer URL holds the bound port): [`AWS_ISSUER_PLACEHOLDER`] as the issuer.
+    pub fn aws(subject: impl Into<String>) -> Self {
+        FederatedCredential::new(AWS_ISSUER_PLACEHOLDER, subject)
+    }
+
+    /// A credential for the emulator's external issuer (resolved when it starts).
+    pub fn external(subject: impl Into<String>) -> Self {
+        FederatedCredential::new(EXTERNAL_ISSUER_PLACEHOLDER, subject)
+    }
+
     /// The same credential with another audience.
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = audience.into();
         self
     }
 }
+
+/// A federated credential issuer that stands for [`crate::Emulator::aws_issuer`], replaced
+/// when the emulator starts.
+pub const AWS_ISSUER_PLACEHOLDER: &str = "{aws_issuer}";
+/// A federated credential issuer that stands for [`crate::Emulator::external_issuer`].
+pub const EXTERNAL_ISSUER_PLACEHOLDER: &str = "{external_issuer}";
 
 /// The audience Entra recommends for federated identity credentials. Source:
 /// docs/emulator-facts.md §2.7 (Learn, "Workload identity federation").

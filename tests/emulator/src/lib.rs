@@ -56,7 +56,8 @@ pub use crate::columns::{
 };
 pub use crate::config::{
     ColumnDef, ColumnType, EmulatorConfig, FederatedCredential, StreamConfig,
-    DEFAULT_TOKEN_LIFETIME_SECS, ENTRA_TOKEN_EXCHANGE_AUDIENCE,
+    AWS_ISSUER_PLACEHOLDER, DEFAULT_TOKEN_LIFETIME_SECS, ENTRA_TOKEN_EXCHANGE_AUDIENCE,
+    EXTERNAL_ISSUER_PLACEHOLDER,
 };
 pub use crate::faults::{request_key, Faults, DROP_CONNECTION, STALL};
 pub use crate::ingestion::{API_VERSION, MAX_BODY_BYTES, MAX_LENIENT_DECOMPRESSED_BYTES};
@@ -232,6 +233,17 @@ impl Emulator {
             .lock()
             .sts_callers
             .insert(access_key_id.to_string(), role_arn.to_string());
+    }
+
+    /// Registers a federated identity credential on the app now (beside the configured ones);
+    /// its issuer may be [`Emulator::aws_issuer`] or [`Emulator::external_issuer`].
+    pub fn add_federated_credential(&self, credential: FederatedCredential) {
+        self.state.lock().federated_credentials.push(credential);
+    }
+
+    /// Registers a certificate (PEM, public part) on the app now.
+    pub fn add_certificate(&self, pem: &str) {
+        self.state.lock().certificates.push(pem.to_string());
     }
 
     /// The AWS account's outbound-federation issuer URL, `{base}/aws-outbound/<uuid>`; it serves

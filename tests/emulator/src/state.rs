@@ -10,7 +10,9 @@ use tokio::sync::Notify;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::EmulatorConfig;
+use crate::config::{
+    EmulatorConfig, FederatedCredential, AWS_ISSUER_PLACEHOLDER, EXTERNAL_ISSUER_PLACEHOLDER,
+};
 use crate::faults::Faults;
 use crate::jwt::SigningKeys;
 
@@ -129,6 +131,10 @@ pub(crate) struct Inner {
     pub(crate) stats: Stats,
     /// STS callers: access key id -> the role ARN its requests come from.
     pub(crate) sts_callers: HashMap<String, String>,
+    /// Federated credentials added after start (beside the configured ones).
+    pub(crate) federated_credentials: Vec<FederatedCredential>,
+    /// Certificates (PEM) added after start.
+    pub(crate) certificates: Vec<String>,
 }
 
 /// Shared by every handler.
@@ -183,7 +189,18 @@ impl Issuer {
 }
 
 impl State {
-    pub(crate) fn new(config: EmulatorConfig, base_url: String) -> Self {
+    pub(crate) fn new(mut config: EmulatorConfig, base_url: String) -> Self {
+        let issuers = Issuers {
+            aws: Issuer::new("aws-outbound"),
+            external: Issuer::new("external"),
+        };
+        for credential in &mut config.federated_credentials {
+            if credential.issuer == AWS_ISSUER_PLACEHOLDER {
+                credential.issuer = format!("{base_url}{}", issuers.aws.path);
+            } else if credential.issuer == EXTERNAL_ISSUER_PLACEHOLDER {
+                credential.issuer = format!("{base_url}{}", issuers.external.path);
+            }
+        }
         let faults = config.faults.clone();
         let mut inner = Inner {
             faults: Faults::default(),
@@ -193,6 +210,8 @@ impl State {
             rows: Vec::new(),
             stats: Stats::default(),
             sts_callers: HashMap::new(),
+            federated_credentials: Vec::new(),
+            certificates: Vec::new(),
         };
         inner.set_faults(faults);
         State {
@@ -203,10 +222,7 @@ impl State {
             clock_offset_ms: AtomicU64::new(0),
             changed: Arc::new(Notify::new()),
             base_url,
-            issuers: Issuers {
-                aws: Issuer::new("aws-outbound"),
-                external: Issuer::new("external"),
-            },
+            issuers,
         }
     }
 
@@ -218,6 +234,20 @@ impl State {
     /// The external issuer's URL.
     pub(crate) fn external_issuer(&self) -> String {
         format!("{}{}", self.base_url, self.issuers.external.path)
+    }
+
+    /// The configured federated credentials and those added since.
+    pub(crate) fn federated_credentials(&self) -> Vec<FederatedCredential> {
+        let mut all = self.config.federated_credentials.clone();
+        all.extend(self.lock().federated_credentials.iter().cloned());
+        all
+    }
+
+    /// The configured certificates and those added since.
+    pub(crate) fn certificates(&self) -> Vec<String> {
+        let mut all = self.config.certificates.clone();
+        all.extend(self.lock().certificates.iter().cloned());
+        all
     }
 
     /// The issuer hosted here whose URL is `url`.
