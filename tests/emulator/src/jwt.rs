@@ -362,7 +362,7 @@ mod tests {
         assert!(Jwt::decode("e30.e30.AA.x").is_none());
         assert!(
             Jwt::decode("e30.e30.").is_some(),
-            "{} {} and an empty signature"
+            "two empty JSON objects and an empty signature"
         );
     }
 }
