@@ -485,8 +485,6 @@ fn pem_der(pem: &str) -> Vec<u8> {
 /// A certificate assertion as Microsoft's docs describe it: PS256, `x5t#S256`, iss = sub =
 /// client id, aud = the token endpoint, jti, nbf, exp.
 fn certificate_assertion(emulator: &Emulator, cert_pem: &str, key_pem: &str) -> String {
-    let mut header = Header::new(Algorithm::PS256);
-    header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(pem_der(cert_pem))));
     let now = now_secs();
     let client_id = &emulator.config().client_id;
     let claims = json!({
@@ -498,12 +496,70 @@ fn certificate_assertion(emulator: &Emulator, cert_pem: &str, key_pem: &str) -> 
         "iat": now,
         "exp": now + 600,
     });
+    sign_certificate_assertion(Algorithm::PS256, cert_pem, key_pem, &claims)
+}
+
+/// Signs `claims` with `key_pem`, naming `cert_pem` by `x5t#S256` (PS256) or, for the legacy
+/// RS256 form, by the SHA-1 `x5t`.
+fn sign_certificate_assertion(
+    alg: Algorithm,
+    cert_pem: &str,
+    key_pem: &str,
+    claims: &Value,
+) -> String {
+    let der = pem_der(cert_pem);
+    let mut header = Header::new(alg);
+    if alg == Algorithm::RS256 {
+        let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        header.x5t = Some(URL_SAFE_NO_PAD.encode(sha1.as_ref()));
+    } else {
+        header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der)));
+    }
     jsonwebtoken::encode(
         &header,
-        &claims,
+        claims,
         &EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap(),
     )
     .unwrap()
+}
+
+#[tokio::test]
+async fn a_legacy_rs256_x5t_assertion_is_accepted_and_bad_claims_get_50027_50048_or_700024() {
+    let (cert, key) = test_certificate();
+    let emulator = start(EmulatorConfig::default()).await;
+    emulator.add_certificate(&cert);
+    let client_id = emulator.config().client_id.clone();
+    let now = now_secs();
+    let good = json!({
+        "aud": emulator.token_url(), "iss": client_id, "sub": client_id,
+        "jti": "0d9b1c52-3f7e-4a61-8e2d-5b4c3a2f1e0d", "nbf": now, "exp": now + 600,
+    });
+    let legacy = sign_certificate_assertion(Algorithm::RS256, &cert, &key, &good);
+    let (status, body) = exchange(&emulator, &legacy).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut wrong_audience = good.clone();
+    wrong_audience["aud"] = json!("https://login.microsoftonline.com/other/oauth2/v2.0/token");
+    let mut wrong_subject = good.clone();
+    wrong_subject["sub"] = json!("someone-else");
+    let mut expired = good.clone();
+    expired["nbf"] = json!(now - 1200);
+    expired["exp"] = json!(now - 600);
+    let mut not_yet = good.clone();
+    not_yet["nbf"] = json!(now + 600);
+    not_yet["exp"] = json!(now + 1200);
+    for (claims, code) in [
+        (wrong_audience, 50027),
+        (wrong_subject, 50048),
+        (expired, 700024),
+        (not_yet, 700024),
+    ] {
+        let assertion = sign_certificate_assertion(Algorithm::PS256, &cert, &key, &claims);
+        let (status, body) = exchange(&emulator, &assertion).await;
+        assert_ne!(status, StatusCode::OK, "{claims}");
+        assert_eq!(aadsts(&body), code, "{claims}: {body}");
+    }
+    assert_eq!(emulator.stats().certificate_assertion_grants, 1);
 }
 
 #[tokio::test]
