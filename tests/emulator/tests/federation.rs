@@ -626,3 +626,44 @@ async fn stats_count_each_grant_kind_separately() {
     assert_eq!(stats.sts_web_identity_tokens, 2);
     assert_eq!(stats.tokens_issued, 4);
 }
+
+#[tokio::test]
+async fn an_es384_sts_token_is_refused_at_entra_which_accepts_only_rs256_issuers() {
+    let emulator = start_federated().await;
+    emulator.allow_sts_caller(ACCESS_KEY_ID, ROLE_ARN);
+    let assertion = sts_client(&emulator, ACCESS_KEY_ID)
+        .get_web_identity_token()
+        .audience(ENTRA_TOKEN_EXCHANGE_AUDIENCE)
+        .signing_algorithm("ES384")
+        .send()
+        .await
+        .unwrap()
+        .web_identity_token()
+        .unwrap()
+        .to_string();
+    let (status, body) = exchange(&emulator, &assertion).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(aadsts(&body), 50027, "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("'ES384' is not a supported signature algorithm"));
+}
+
+#[tokio::test]
+async fn an_issuer_path_with_another_id_is_not_found() {
+    let emulator = start(EmulatorConfig::default()).await;
+    for path in [
+        "/aws-outbound/00000000-0000-0000-0000-000000000000/.well-known/openid-configuration",
+        "/external/00000000-0000-0000-0000-000000000000/.well-known/jwks.json",
+    ] {
+        let response = client()
+            .get(format!("{}{path}", emulator.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let jwks = jwks_of(&emulator.aws_issuer()).await;
+    assert_eq!(jwks.keys.len(), 2, "one RS256 and one ES384 key");
+}
