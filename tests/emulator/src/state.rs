@@ -163,24 +163,30 @@ pub(crate) struct Issuers {
     pub(crate) external: Issuer,
 }
 
+/// Signing keys, one set per issuer kind, shared by every emulator in the process: RSA key
+/// generation takes a second or two in a debug build, and each emulator's issuer URL (port and
+/// a fresh id) already keeps one emulator's tokens from passing at another.
+static AWS_KEYS: OnceLock<Result<SigningKeys, String>> = OnceLock::new();
+static EXTERNAL_KEYS: OnceLock<Result<SigningKeys, String>> = OnceLock::new();
+
 /// One OIDC issuer hosted by the emulator at `{base}{path}`.
 #[derive(Debug)]
 pub(crate) struct Issuer {
     /// e.g. `/aws-outbound/<uuid>`.
     pub(crate) path: String,
-    keys: OnceLock<Result<SigningKeys, String>>,
+    keys: &'static OnceLock<Result<SigningKeys, String>>,
 }
 
 impl Issuer {
-    fn new(prefix: &str) -> Self {
+    fn new(prefix: &str, keys: &'static OnceLock<Result<SigningKeys, String>>) -> Self {
         Issuer {
             path: format!("/{prefix}/{}", uuid::Uuid::new_v4()),
-            keys: OnceLock::new(),
+            keys,
         }
     }
 
-    /// The signing keys (generated on first call).
-    pub(crate) fn keys(&self) -> Result<&SigningKeys, String> {
+    /// The signing keys (generated on first use in the process).
+    pub(crate) fn keys(&self) -> Result<&'static SigningKeys, String> {
         self.keys
             .get_or_init(SigningKeys::generate)
             .as_ref()
@@ -191,8 +197,8 @@ impl Issuer {
 impl State {
     pub(crate) fn new(mut config: EmulatorConfig, base_url: String) -> Self {
         let issuers = Issuers {
-            aws: Issuer::new("aws-outbound"),
-            external: Issuer::new("external"),
+            aws: Issuer::new("aws-outbound", &AWS_KEYS),
+            external: Issuer::new("external", &EXTERNAL_KEYS),
         };
         for credential in &mut config.federated_credentials {
             if credential.issuer == AWS_ISSUER_PLACEHOLDER {

@@ -667,3 +667,18 @@ async fn an_issuer_path_with_another_id_is_not_found() {
     let jwks = jwks_of(&emulator.aws_issuer()).await;
     assert_eq!(jwks.keys.len(), 2, "one RS256 and one ES384 key");
 }
+
+#[tokio::test]
+async fn a_token_from_another_emulators_issuer_is_refused_even_though_the_keys_are_shared() {
+    let first = start_federated().await;
+    first.allow_sts_caller(ACCESS_KEY_ID, ROLE_ARN);
+    let second = start(EmulatorConfig::default()).await;
+    // The second app trusts the first emulator's issuer, which it does not host.
+    second.add_federated_credential(FederatedCredential::new(first.aws_issuer(), ROLE_ARN));
+    let assertion = sts_token(&first, ENTRA_TOKEN_EXCHANGE_AUDIENCE).await;
+    let (status, body) = exchange(&second, &assertion).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(aadsts(&body), 50027, "{body}");
+    let (status, _) = exchange(&first, &assertion).await;
+    assert_eq!(status, StatusCode::OK);
+}
