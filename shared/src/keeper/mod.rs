@@ -22,6 +22,7 @@
 //!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). So the same event gets the same
 //!   id in every shape and container that carries the same information.
 
+mod canonical;
 mod csv;
 mod frame;
 mod input;
