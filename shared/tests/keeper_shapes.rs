@@ -148,7 +148,8 @@ fn rows(items: &[Item]) -> Vec<Value> {
         .collect()
 }
 
-/// The documented EventId: SHA-256 of the sorted-key compact JSON of the push-form event.
+/// The documented EventId for events of strings and integers with no null or empty member,
+/// where the canonical form (docs/eventid.md) is plain sorted-key compact JSON.
 fn documented_event_id(row: &Value) -> String {
     let mut canonical = serde_json::Map::new();
     for key in [

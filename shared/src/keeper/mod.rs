@@ -17,12 +17,14 @@
 //!   event fields, and are not kept; Commander's structured-data params are the event fields,
 //!   and on its `Keeper@Commander` lines MSGID is the event `id` and HOSTNAME its `ip_address`
 //!   (Commander moves them there), so those two are taken back.
-//! - `EventId` is Keeper's `id` when the event has one. Otherwise it is the first 32 hex
-//!   digits of the SHA-256 of the compact JSON of the normalised push-form event, keys sorted
-//!   at every level: `audit_event, category, client_version, data, enterprise_id,
-//!   remote_address, timestamp, username` (absent columns left out, `timestamp` as
-//!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). So the same event gets the same
-//!   id in every shape and container that carries the same information.
+//! - `EventId` is Keeper's `id` when the event has one (on Commander's syslog lines, the
+//!   MSGID). Otherwise it is the first 32 hex digits of the SHA-256 of the canonical JSON of
+//!   the normalised push-form event `{audit_event, category, client_version, data,
+//!   enterprise_id, remote_address, timestamp, username}` (`timestamp` as
+//!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). The canonical form
+//!   (docs/eventid.md) reads text spelling a number or boolean as that value and leaves out
+//!   null and empty members, so JSON, NDJSON, CSV and syslog give the same id for the same
+//!   event even where the rows differ (a CSV cell stays text in the row).
 
 mod canonical;
 mod csv;
