@@ -264,6 +264,34 @@ def events_of(name: str):
     return [syslog_event(line) for line in text.splitlines() if line.strip()]
 
 
+# Number texts whose canonical form is easy to get wrong: ECMAScript's switch points, the
+# binary64 extremes, 64-bit integer bounds, and the sample of RFC 8785 3.2.4.
+NUMBER_EDGES = [
+    "0", "-0", "0.0", "-0.0", "1", "1.0", "1.50", "4.50", "2e-3", "1E30", "1e-27",
+    "0.000001", "0.0000001", "1e-7", "1.5e-6", "1e20", "1e21", "123e18", "999999999999999900000",
+    "0.1", "0.3", "123.456", "333333333.3333333", "5e-324", "2.2250738585072014e-308",
+    "1.7976931348623157e308", "9007199254740992", "9007199254740993", "9007199254740993.0",
+    "9223372036854775807", "-9223372036854775808", "-9223372036854775809",
+    "18446744073709551615", "18446744073709551616", "1e400",
+]
+
+
+def number_vectors():
+    """Edge cases, then pseudo-random binary64 values (fixed seed) written by repr()."""
+    import random
+    import struct
+
+    rng = random.Random(15)
+    texts = list(NUMBER_EDGES)
+    while len(texts) < len(NUMBER_EDGES) + 400:
+        (x,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(x):
+            texts.append(repr(x))
+    for _ in range(100):
+        texts.append(str(rng.randrange(-(2**64), 2**65)))
+    return [{"text": t, "canonical": canonical(t)} for t in texts]
+
+
 def vectors():
     out = {}
     for set_name, files in SETS.items():
@@ -288,9 +316,11 @@ def vectors():
             "library, no logrelay code) from docs/eventid.md; each set lists the fixture files "
             "in shared/tests/fixtures/keeper/eventid/ that hold the same events, and the "
             "script checked that every file gives these ids. Regenerate with "
-            "`python3 scripts/eventid_vectors.py`; never edit by hand."
+            "`python3 scripts/eventid_vectors.py`; never edit by hand. `numbers` gives the "
+            "canonical text of number texts (read as JSON numbers or as CSV text, the same)."
         ),
         "sets": out,
+        "numbers": number_vectors(),
     }
 
 

@@ -280,6 +280,33 @@ mod tests {
     }
 
     #[test]
+    fn number_texts_match_the_independent_scripts_vectors_as_json_and_as_text() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/keeper/eventid-vectors.json"
+        );
+        let vectors: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let numbers = vectors["numbers"].as_array().unwrap();
+        assert!(numbers.len() > 500, "edge cases and random values");
+        let mut mismatches = Vec::new();
+        for vector in numbers {
+            let text = vector["text"].as_str().unwrap();
+            let want = vector["canonical"].as_str().unwrap();
+            let as_text = canonical(&Value::String(text.to_owned()));
+            if as_text != want {
+                mismatches.push(format!("text {text}: {as_text} != {want}"));
+            }
+            if let Ok(number) = serde_json::from_str::<Value>(text) {
+                let as_json = canonical(&number);
+                if as_json != want {
+                    mismatches.push(format!("JSON {text}: {as_json} != {want}"));
+                }
+            }
+        }
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    #[test]
     fn integers_of_64_bits_keep_every_digit() {
         let input: Value =
             serde_json::from_str("[9007199254740993,18446744073709551615,-9223372036854775808]")
