@@ -128,7 +128,8 @@ def canonical(value) -> str:
 
 def parse_time(value):
     """Epoch milliseconds of an ISO 8601 string or epoch seconds/milliseconds; else None."""
-    value = scalar(value) if isinstance(value, str) and JSON_NUMBER.match(value.strip()) else value
+    if isinstance(value, str) and JSON_NUMBER.match(value.strip()):
+        value = scalar(value.strip())
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
