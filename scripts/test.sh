@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "build (debug binaries used by the end-to-end suites)"
 cargo build --workspace --all-targets --all-features --locked
 
+step "EventId vectors: the independent Python implementation agrees with the committed fixture"
+python3 scripts/eventid_vectors.py --check
+
 step "unit and end-to-end tests"
 cargo test --workspace --all-features --locked --no-fail-fast -- --test-threads 2
 

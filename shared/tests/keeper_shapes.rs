@@ -148,7 +148,8 @@ fn rows(items: &[Item]) -> Vec<Value> {
         .collect()
 }
 
-/// The documented EventId: SHA-256 of the sorted-key compact JSON of the push-form event.
+/// The documented EventId for events of strings and integers with no null or empty member,
+/// where the canonical form (docs/eventid.md) is plain sorted-key compact JSON.
 fn documented_event_id(row: &Value) -> String {
     let mut canonical = serde_json::Map::new();
     for key in [
@@ -701,5 +702,71 @@ fn rows_stream_out_before_the_input_ends() {
             first.iter().all(|i| matches!(i, Ok(Decoded::Row(_)))),
             "{name}: {first:?}"
         );
+    }
+}
+
+/// `eventid-vectors.json`: written by `scripts/eventid_vectors.py`, an implementation of
+/// docs/eventid.md that shares no code with logrelay.
+fn eventid_vectors() -> Value {
+    serde_json::from_slice(&fixture("eventid-vectors.json")).unwrap()
+}
+
+fn event_ids(bytes: &[u8], name: &str) -> Vec<String> {
+    rows(&decode(bytes, name))
+        .iter()
+        .map(|row| row["EventId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_same_keeper_events_as_json_ndjson_csv_and_syslog_give_the_independent_scripts_event_ids() {
+    let vectors = eventid_vectors();
+    let sets = vectors["sets"].as_object().unwrap();
+    let keeper_files: Vec<&str> = sets["keeper"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for ext in [".json", ".ndjson", ".csv", ".syslog"] {
+        assert!(
+            keeper_files.iter().any(|f| f.ends_with(ext)),
+            "the vectors cover a {ext} file: {keeper_files:?}"
+        );
+    }
+    for (set, body) in sets {
+        let expected: Vec<String> = body["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(expected.len() >= 2, "{set}: vectors present");
+        for file in body["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let plain = fixture(&format!("eventid/{file}"));
+            for (container, bytes) in [("plain", plain.clone()), ("gzip", gzip(&plain))] {
+                assert_eq!(
+                    event_ids(&bytes, file),
+                    expected,
+                    "{set}: {file} ({container})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn numeric_text_and_empty_cells_change_rows_but_not_event_ids() {
+    // The rows differ (CSV cells stay text; a JSON null stays in `data`), which is why the
+    // id is computed from the canonical form and not from the row's bytes.
+    let json = rows(&decode(&fixture("eventid/events.json"), "j"));
+    let csv = rows(&decode(&fixture("eventid/events.csv"), "c"));
+    assert_eq!(json[0]["data"], json!({"channel": null, "result_code": ""}));
+    assert_eq!(csv[0]["data"], json!({}));
+    assert_eq!(json[1]["data"]["node_id"], json!(5));
+    assert_eq!(csv[1]["data"]["node_id"], json!("5"));
+    for (j, c) in json.iter().zip(&csv) {
+        assert_eq!(j["EventId"], c["EventId"]);
     }
 }

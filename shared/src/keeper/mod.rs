@@ -14,14 +14,19 @@
 //!   as absent); a key clash with a different value keeps both, the top-level one as `_key`.
 //! - An empty CSV cell is an absent field (CSV has a column for every field of every event).
 //! - Syslog header fields other than the time (host, app, procid, msgid) are transport, not
-//!   event fields, and are not kept; Commander's structured-data params are the event fields.
-//! - `EventId` is Keeper's `id` when the event has one. Otherwise it is the first 32 hex
-//!   digits of the SHA-256 of the compact JSON of the normalised push-form event, keys sorted
-//!   at every level: `audit_event, category, client_version, data, enterprise_id,
-//!   remote_address, timestamp, username` (absent columns left out, `timestamp` as
-//!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). So the same event gets the same
-//!   id in every shape and container that carries the same information.
+//!   event fields, and are not kept; Commander's structured-data params are the event fields,
+//!   and on its `Keeper@Commander` lines MSGID is the event `id` and HOSTNAME its `ip_address`
+//!   (Commander moves them there), so those two are taken back.
+//! - `EventId` is Keeper's `id` when the event has one (on Commander's syslog lines, the
+//!   MSGID). Otherwise it is the first 32 hex digits of the SHA-256 of the canonical JSON of
+//!   the normalised push-form event `{audit_event, category, client_version, data,
+//!   enterprise_id, remote_address, timestamp, username}` (`timestamp` as
+//!   `YYYY-MM-DDTHH:MM:SS.mmmZ`, strings before truncation). The canonical form
+//!   (docs/eventid.md) reads text spelling a number or boolean as that value and leaves out
+//!   null and empty members, so JSON, NDJSON, CSV and syslog give the same id for the same
+//!   event even where the rows differ (a CSV cell stays text in the row).
 
+mod canonical;
 mod csv;
 mod frame;
 mod input;
@@ -628,6 +633,16 @@ fn convert_syslog(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc)
     };
     for (key, value) in line.params {
         object.entry(key).or_insert(value);
+    }
+    if line.sd_id == Some(syslog::COMMANDER_SD_ID) {
+        // The header fields Commander moved out of the event: its id and address.
+        for (key, value) in [("id", line.msgid), ("ip_address", line.host)] {
+            if let Some(value) = value {
+                object
+                    .entry(key)
+                    .or_insert_with(|| Value::String(value.to_owned()));
+            }
+        }
     }
     convert_object(ctx, stats, object, line.time, at, bytes)
 }

@@ -3,16 +3,18 @@
 //! the wrong type for its column, lands in `data` under its own key.
 //!
 //! `EventId` is Keeper's `id` when the event has one. Otherwise it is the first 32 hex digits
-//! of the SHA-256 of the compact JSON of the normalised event, keys sorted at every level:
-//! `{"audit_event","category","client_version","data","enterprise_id","remote_address",
-//! "timestamp","username"}` with absent columns left out, `timestamp` formatted as
-//! `YYYY-MM-DDTHH:MM:SS.mmmZ` and strings not yet truncated. The same event therefore gets
-//! the same id in every shape and container that carries the same information.
+//! of the SHA-256 of the canonical JSON (see `canonical.rs` and docs/eventid.md) of the
+//! normalised event `{audit_event, category, client_version, data, enterprise_id,
+//! remote_address, timestamp, username}`, `timestamp` formatted as `YYYY-MM-DDTHH:MM:SS.mmmZ`
+//! and strings not yet truncated. The canonical form reads text that spells a number or a
+//! boolean as that value and leaves out null and empty members, so the same event gets the
+//! same id from JSON, NDJSON, CSV and syslog.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::canonical;
 use super::time::{self, Millis, ISO_MS_LEN};
 use super::MAX_FIELD_BYTES;
 
@@ -55,38 +57,6 @@ struct Row<'a> {
     enterprise_id: Option<i64>,
     timestamp: &'a str,
     data: &'a Map<String, Value>,
-}
-
-/// What the `EventId` hash covers (see the module doc); field order is alphabetical.
-#[derive(Serialize)]
-struct Canonical<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    audit_event: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    category: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_version: Option<&'a str>,
-    data: &'a Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    enterprise_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote_address: Option<&'a str>,
-    timestamp: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<&'a str>,
-}
-
-/// Feeds serialized bytes straight into the hash: no buffer per event.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A short rendering of a value for error messages.
@@ -151,15 +121,19 @@ fn event_time(
     Ok((instant, formatted))
 }
 
-/// An integer `enterprise_id`, from a number or a numeric string.
+/// An integer `enterprise_id`, from a number or a numeric string (read as the same JSON
+/// number, so CSV's `1234.0` is JSON's `1234.0`).
 fn enterprise_id(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
+    let whole = |n: &serde_json::Number| {
+        n.as_i64().or_else(|| {
             n.as_f64()
                 .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                 .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
+        })
+    };
+    match value {
+        Value::Number(n) => whole(n),
+        Value::String(s) => canonical::number_of_str(s.trim()).and_then(|n| whole(&n)),
         _ => None,
     }
 }
@@ -181,15 +155,12 @@ pub(crate) fn keeper_row(
         }
     };
 
-    let event_id = match object.remove("id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(other) => {
-            object.insert("id".to_owned(), other);
-            None
-        }
-        None => None,
-    };
+    // A number, or text spelling one, gives its canonical digits (CSV `98765` = JSON
+    // 98765); anything that is not an id stays in the event and so in `data`.
+    let event_id = object.get("id").and_then(canonical::id_text);
+    if event_id.is_some() {
+        object.remove("id");
+    }
 
     let mut columns: [Option<String>; 5] = Default::default();
     for (slot, names) in columns.iter_mut().zip(STRING_COLUMNS) {
@@ -234,17 +205,15 @@ pub(crate) fn keeper_row(
     let mut event_id = match event_id {
         Some(id) => id,
         None => {
-            let canonical = Canonical {
-                audit_event: audit_event.as_deref(),
-                category: category.as_deref(),
-                client_version: client_version.as_deref(),
-                data: &data,
-                enterprise_id: enterprise,
-                remote_address: remote_address.as_deref(),
-                timestamp: stamp,
-                username: username.as_deref(),
-            };
-            hash_id(&canonical)
+            let strings = [
+                ("audit_event", audit_event.as_deref()),
+                ("category", category.as_deref()),
+                ("client_version", client_version.as_deref()),
+                ("remote_address", remote_address.as_deref()),
+                ("timestamp", Some(stamp)),
+                ("username", username.as_deref()),
+            ];
+            hash_id(&strings, enterprise, &data)
         }
     };
 
@@ -284,11 +253,24 @@ pub(crate) fn keeper_row(
     })
 }
 
-fn hash_id(canonical: &Canonical<'_>) -> String {
-    let mut hasher = Sha256::new();
-    // Writing into a hasher cannot fail; a serde error is impossible for these types.
-    let _ = serde_json::to_writer(HashWriter(&mut hasher), canonical);
-    let digest = hasher.finalize();
+/// The hashed `EventId`: SHA-256 of the canonical JSON of the normalised event.
+fn hash_id(
+    strings: &[(&'static str, Option<&str>)],
+    enterprise: Option<i64>,
+    data: &Map<String, Value>,
+) -> String {
+    use canonical::Member;
+    let mut members: Vec<(&str, Member<'_>)> = strings
+        .iter()
+        .filter_map(|(key, value)| Some((*key, Member::Str((*value)?))))
+        .collect();
+    if let Some(id) = enterprise {
+        members.push(("enterprise_id", Member::Int(id)));
+    }
+    members.push(("data", Member::Object(data)));
+    let mut bytes = Vec::with_capacity(512);
+    canonical::write_members(&mut bytes, members);
+    let digest = Sha256::digest(&bytes);
     let mut hex = String::with_capacity(EVENT_ID_HEX);
     for byte in digest.iter().take(EVENT_ID_HEX / 2) {
         use std::fmt::Write;

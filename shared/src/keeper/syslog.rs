@@ -17,7 +17,16 @@ pub(crate) struct Line<'a> {
     pub(crate) params: Map<String, Value>,
     /// MSG without a leading BOM.
     pub(crate) message: &'a str,
+    /// HOSTNAME, MSGID and the first SD-ID; `None` for the NILVALUE `-` or when absent.
+    pub(crate) host: Option<&'a str>,
+    pub(crate) msgid: Option<&'a str>,
+    pub(crate) sd_id: Option<&'a str>,
 }
+
+/// The SD-ID of Commander's `audit-log --target=syslog` lines, which carry the event's `id`
+/// in MSGID and its `ip_address` in HOSTNAME, not in the params (Keeper-Security/Commander,
+/// `keepercommander/commands/aram.py`, `AuditLogSyslogBaseExport.convert_event`).
+pub(crate) const COMMANDER_SD_ID: &str = "Keeper@Commander";
 
 /// Parses a line; `Err` says what is wrong with it.
 pub(crate) fn parse(line: &str) -> Result<Line<'_>, String> {
@@ -41,19 +50,28 @@ pub(crate) fn parse(line: &str) -> Result<Line<'_>, String> {
                 format!("the syslog header timestamp {s:?} is not an RFC 3339 time")
             })?),
         };
-    // HOSTNAME APP-NAME PROCID MSGID; Commander's lines omit MSGID, so stop at a `[`.
-    for _ in 0..4 {
+    // HOSTNAME APP-NAME PROCID MSGID; some writers leave fields out, so stop at a `[`.
+    let mut header = [None; 4];
+    for slot in &mut header {
         if rest.starts_with('[') {
             break;
         }
-        rest = token(rest).1;
+        let (field, after) = token(rest);
+        *slot = Some(field).filter(|f| *f != "-");
+        rest = after;
     }
+    let [host, _app, _procid, msgid] = header;
     let mut params = Map::new();
+    let mut sd_id = None;
     if let Some(after) = rest.strip_prefix('-') {
         rest = after;
     } else {
         while rest.starts_with('[') {
-            rest = structured_element(&rest[1..], &mut params)?;
+            let element = &rest[1..];
+            if sd_id.is_none() {
+                sd_id = element.find([' ', ']']).map(|end| &element[..end]);
+            }
+            rest = structured_element(element, &mut params)?;
         }
     }
     let message = rest.strip_prefix(' ').unwrap_or(rest);
@@ -62,6 +80,9 @@ pub(crate) fn parse(line: &str) -> Result<Line<'_>, String> {
         time,
         params,
         message,
+        host,
+        msgid,
+        sd_id,
     })
 }
 
@@ -131,6 +152,20 @@ mod tests {
         assert_eq!(line.params["audit_event_type"], "login");
         assert_eq!(line.params["username"], "a\"b");
         assert_eq!(line.message, "User a\"b logged in");
+    }
+
+    #[test]
+    fn commanders_own_layout_gives_the_id_in_msgid_and_the_address_in_hostname() {
+        // `'<{0}>1 {1} {2} {3} - {4}'.format(pri, time, ip, 'Keeper', event['id'])` then the
+        // SD element (Keeper-Security/Commander aram.py).
+        let line = parse(r#"<110>1 2025-01-15T10:31:02Z 203.0.113.10 Keeper - 98765 [Keeper@Commander audit_event_type="login"] User logged in"#).unwrap();
+        assert_eq!(line.host, Some("203.0.113.10"));
+        assert_eq!(line.msgid, Some("98765"));
+        assert_eq!(line.sd_id, Some(COMMANDER_SD_ID));
+        assert_eq!(line.params["audit_event_type"], "login");
+        let keeper =
+            parse(r#"<165>1 2022-10-13T21:05:51.996Z keepersecurity.com keeper - - - {}"#).unwrap();
+        assert_eq!((keeper.msgid, keeper.sd_id), (None, None));
     }
 
     #[test]
