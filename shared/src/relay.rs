@@ -46,7 +46,9 @@ struct DeadlinePassed;
 
 impl std::fmt::Display for DeadlinePassed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the invocation deadline passed; reading stopped and the rest is left for the retry")
+        f.write_str(
+            "the invocation deadline passed; reading stopped and the rest is left for the retry",
+        )
     }
 }
 
@@ -340,8 +342,7 @@ impl Relay {
                     return Err(deadline_passed(&name));
                 }
             };
-            if matches!(item, Item::Decoded(_)) && deadline.is_some_and(|at| Instant::now() >= at)
-            {
+            if matches!(item, Item::Decoded(_)) && deadline.is_some_and(|at| Instant::now() >= at) {
                 // Rows decoded after the deadline are not pushed: the retry reads them again.
                 tracing::warn!(source = %name, "The deadline passed while reading; the rest of the input is left for the retry.");
                 return Err(deadline_passed(&name));
@@ -670,7 +671,10 @@ mod tests {
         assert!(stopped.error.is_transient(), "the platform retries it");
         let report = forwarded.report;
         assert!(report.is_balanced(), "{report:?}");
-        assert_eq!(report.dead_lettered, 0, "nothing is dead-lettered at a deadline");
+        assert_eq!(
+            report.dead_lettered, 0,
+            "nothing is dead-lettered at a deadline"
+        );
         // Requests cut short at the deadline may still have arrived: the server saw at least
         // what was confirmed, never a row that was not pushed.
         let seen = usernames(&server).len() as u64;

@@ -200,7 +200,10 @@ async fn events(State(state): State<RouterState>, request: Request<Body>) -> Res
         .await
         .unwrap_or(true);
     if too_much {
-        tracing::warn!(limit, "A request body inflates past the per-request limit; refused.");
+        tracing::warn!(
+            limit,
+            "A request body inflates past the per-request limit; refused."
+        );
         return inflates_too_much(limit, state.max_body_bytes);
     }
     let deadline = parts
@@ -436,8 +439,7 @@ mod tests {
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
@@ -464,7 +466,10 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
         assert_eq!(body["limit"], "decompressed_bytes", "{body}");
         assert_eq!(body["limit_bytes"], 1024 * MAX_INFLATE_RATIO, "{body}");
-        assert!(body["error"].as_str().unwrap().contains("decompression limit"));
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("decompression limit"));
         // The body limit itself is told apart.
         let (status, _, body) = call(post_bytes(vec![b' '; 2000], None)).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -203,7 +203,8 @@ impl TokenCache {
     async fn load(&self, deadline: Option<Instant>) -> Result<AccessToken> {
         let fetches = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = deadline.map_or(self.load_timeout, |at| {
-            self.load_timeout.min(at.saturating_duration_since(Instant::now()))
+            self.load_timeout
+                .min(at.saturating_duration_since(Instant::now()))
         });
         let token = match tokio::time::timeout(limit, self.provider.fetch()).await {
             Ok(result) => result?,

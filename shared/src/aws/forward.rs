@@ -370,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn a_direct_invocation_stopped_by_the_deadline_fails_as_deadline_exceeded() {
+        let stopped = Handled {
+            retry: true,
+            deadline_passed: true,
+            ..Handled::default()
+        };
+        let error = retry_error(&stopped);
+        assert!(matches!(error, Error::DeadlineExceeded { .. }), "{error}");
+        assert!(error.is_transient(), "the platform retries it");
+        let unreadable = Handled {
+            retry: true,
+            ..Handled::default()
+        };
+        assert!(matches!(retry_error(&unreadable), Error::Aws { .. }));
+    }
+
+    #[test]
     fn reports_add_up_with_their_reasons() {
         let one = Report {
             events_in: 3,
