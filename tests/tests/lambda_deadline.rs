@@ -150,7 +150,19 @@ async fn a_deadline_mid_message_reports_the_unfinished_messages_and_the_retry_de
     assert_eq!(failed_ids(&response), ["m1", "m2"], "{report:?}");
     assert!(report.is_balanced(), "{report:?}");
     assert_eq!(report.dead_lettered, 0, "a deadline dead-letters nothing");
+    // Rows are counted in when pushed: had decoding gone on past the deadline, all 2000 rows
+    // of m1 would be (and count as failed), not fewer.
+    assert!(
+        report.events_in < 20 + 2_000,
+        "decoding stopped at the deadline, m1 was not read to its end: {report:?}"
+    );
 
+    // A request the client gave up on at the deadline may still be stored after the answer:
+    // wait until the emulator reports none in progress before counting.
+    emulator
+        .wait_for_requests_to_finish(Duration::from_secs(30))
+        .await
+        .unwrap();
     let first = stored(&emulator);
     let from = |tag: &str| {
         first
@@ -209,7 +221,13 @@ async fn a_deadline_mid_message_reports_the_unfinished_messages_and_the_retry_de
         .filter(|(user, _)| user.starts_with("m1-"))
         .map(|(_, id)| id.as_str())
         .collect();
-    assert_eq!(twice, in_flight);
+    let unexpected: Vec<&&str> = twice.symmetric_difference(&in_flight).take(5).collect();
+    assert!(
+        unexpected.is_empty(),
+        "{} duplicated, {} m1 rows in flight; differing ids include {unexpected:?}",
+        twice.len(),
+        in_flight.len()
+    );
     assert!(seen.values().all(|n| *n <= 2));
     emulator.shutdown().await;
 }
