@@ -75,6 +75,7 @@ mod tests {
             token_fetches: 1,
             bytes_sent: 4096,
             bytes_uncompressed: 65536,
+            truncated_fields: 4,
             ..Report::default()
         }
     }
@@ -109,7 +110,8 @@ mod tests {
                 "Retries",
                 "Throttled",
                 "TokenFetches",
-                "BytesSent"
+                "BytesSent",
+                "TruncatedFields"
             ]
         );
         for metric in metrics {
@@ -131,6 +133,7 @@ mod tests {
         assert_eq!(value["Throttled"], 2);
         assert_eq!(value["TokenFetches"], 1);
         assert_eq!(value["BytesSent"], 4096);
+        assert_eq!(value["TruncatedFields"], 4);
         assert_eq!(
             value["_aws"]["CloudWatchMetrics"][0]["Metrics"][8]["Unit"],
             "Bytes"
@@ -139,11 +142,31 @@ mod tests {
     }
 
     #[test]
+    fn truncated_fields_are_a_metric_and_in_the_summary_line() {
+        let line = emf_line_at("logrelay", "sqs-forwarder", &report(), 1);
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["TruncatedFields"], 4);
+        let named = value["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Name"] == "TruncatedFields" && m["Unit"] == "Count");
+        assert!(named, "{line}");
+        // The Lambda summary line (`log_summary`'s `counters`) is the report's summary line.
+        assert!(
+            report().summary_line().contains("truncated_fields=4"),
+            "{}",
+            report().summary_line()
+        );
+    }
+
+    #[test]
     fn summary_fields_name_every_counter_once() {
         let fields = summary_fields(&report());
         let mut names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
         assert_eq!(fields[0], ("events_in", 120));
         assert!(fields.contains(&("bytes_uncompressed", 65536)));
+        assert!(fields.contains(&("truncated_fields", 4)));
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), fields.len());

@@ -112,7 +112,7 @@ report! {
     bytes_sent => Some(Metric { name: "BytesSent", unit: "Bytes" }),
     /// Serialized JSON bytes before gzip.
     bytes_uncompressed => None,
-    truncated_fields => None,
+    truncated_fields => count("TruncatedFields"),
     old_events => None,
 }
 

@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::{Buf, Bytes};
 use tokio::io::AsyncRead;
@@ -38,6 +38,35 @@ pub const DECODED_CHANNEL_CHUNKS: usize = 4;
 /// The warning logged (once per relay) when events older than two days were seen. Source:
 /// <https://learn.microsoft.com/azure/azure-monitor/logs/log-standard-columns#timegenerated>.
 pub const OLD_EVENTS_WARNING: &str = "Azure replaces TimeGenerated older than 2 days with the arrival time; the original time stays in `timestamp`.";
+
+/// Marks a read stopped at the session deadline (inside an [`std::io::Error`] of kind
+/// `TimedOut`), so callers tell it from a stream that broke.
+#[derive(Debug)]
+struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the invocation deadline passed; reading stopped and the rest is left for the retry",
+        )
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// The read error of an input whose reading stopped at the session deadline (transient).
+fn deadline_passed(source: &str) -> crate::Error {
+    crate::Error::Io {
+        what: source.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, DeadlinePassed),
+    }
+}
+
+/// Whether `error` is a read stopped at the session deadline (see [`Relay::forward`]).
+pub fn is_deadline_stop(error: &crate::Error) -> bool {
+    matches!(error, crate::Error::Io { source, .. }
+        if source.get_ref().is_some_and(|inner| inner.is::<DeadlinePassed>()))
+}
 
 /// Decoder, ingestor and dead letter wired together. Cheap to clone; build once in `main`.
 #[derive(Debug, Clone)]
@@ -193,11 +222,17 @@ impl Relay {
     /// An input whose reading fails part-way (after its rows so far were sent) is listed in
     /// [`Forwarded::read_errors`] and the next input goes on. Errs only when the dead letter
     /// cannot be written: events would be lost, so the run stops.
+    ///
+    /// With a session deadline, reading stops when it passes (checked per record on the
+    /// decoding thread, and while waiting on a slow reader): the input is listed in
+    /// `read_errors` with an error [`is_deadline_stop`] recognises, the rows pushed before it
+    /// are sent or counted as failed by the session, and the rest is never read.
     pub async fn forward(
         &self,
         inputs: impl IntoIterator<Item = Input>,
         options: SessionOptions,
     ) -> Result<Forwarded> {
+        let deadline = options.deadline;
         let mut session = self.session(options);
         let mut read_errors = Vec::new();
         let mut fatal = None;
@@ -212,13 +247,18 @@ impl Relay {
                 },
                 Input::Bytes { source, bytes } => {
                     let forwarded = self
-                        .forward_into(&mut session, bytes.clone().reader(), source.clone())
+                        .forward_into(
+                            &mut session,
+                            bytes.clone().reader(),
+                            source.clone(),
+                            deadline,
+                        )
                         .await;
                     (source, forwarded, Some(bytes))
                 }
                 Input::Reader { source, reader } => {
                     let forwarded = self
-                        .forward_into(&mut session, reader, source.clone())
+                        .forward_into(&mut session, reader, source.clone(), deadline)
                         .await;
                     (source, forwarded, None)
                 }
@@ -263,12 +303,13 @@ impl Relay {
 
     /// Decodes `reader` into `session`. Rows and rejects are pushed; conversion counters are
     /// added. Errs on an I/O error of the reader (after pushing what came before it) or when
-    /// the dead letter cannot be written.
+    /// the dead letter cannot be written. Stops at `deadline` (see [`Relay::forward`]).
     async fn forward_into(
         &self,
         session: &mut Session,
         reader: impl Read + Send + 'static,
         source: String,
+        deadline: Option<Instant>,
     ) -> Result<()> {
         let (sender, mut receiver) = mpsc::channel::<Item>(DECODED_CHANNEL_CHUNKS);
         // "Now" is taken per input: a warm Lambda container or a long-lived handler must not
@@ -277,12 +318,35 @@ impl Relay {
             now: SystemTime::now().max(self.decode.now),
             ..self.decode.clone()
         };
-        let decoder =
-            tokio::task::spawn_blocking(move || decode_into(reader, &source, &decode, &sender));
+        let name = source.clone();
+        let decoder = tokio::task::spawn_blocking(move || {
+            decode_into(reader, &source, &decode, &sender, deadline)
+        });
 
         let mut outcome = Ok(());
         let mut stats = None;
-        while let Some(item) = receiver.recv().await {
+        loop {
+            let next = match deadline {
+                // A reader stalled past the deadline (a slow S3 stream) must not hold the
+                // invocation: stop waiting; the decoding thread ends at its next send.
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), receiver.recv())
+                    .await
+                    .ok(),
+                None => Some(receiver.recv().await),
+            };
+            let item = match next {
+                Some(Some(item)) => item,
+                Some(None) => break,
+                None => {
+                    tracing::warn!(source = %name, "The deadline passed while reading; the rest of the input is left for the retry.");
+                    return Err(deadline_passed(&name));
+                }
+            };
+            if matches!(item, Item::Decoded(_)) && deadline.is_some_and(|at| Instant::now() >= at) {
+                // Rows decoded after the deadline are not pushed: the retry reads them again.
+                tracing::warn!(source = %name, "The deadline passed while reading; the rest of the input is left for the retry.");
+                return Err(deadline_passed(&name));
+            }
             let pushed = match item {
                 Item::Decoded(chunk) => push_chunk(session, chunk).await,
                 Item::Done(done) => {
@@ -328,17 +392,25 @@ async fn push_chunk(session: &mut Session, chunk: Vec<Decoded>) -> Result<()> {
     Ok(())
 }
 
-/// The decoding thread: every item over the channel in chunks, then the counters.
+/// The decoding thread: every item over the channel in chunks, then the counters. Stops
+/// reading once `deadline` passes (checked before each record: a clock read is far cheaper
+/// than parsing one).
 fn decode_into(
     reader: impl Read + Send,
     source: &str,
     options: &DecodeOptions,
     sender: &mpsc::Sender<Item>,
+    deadline: Option<Instant>,
 ) {
     let mut rows = RowReader::new(reader, source, options);
     let mut chunk = Vec::with_capacity(DECODED_CHUNK_ITEMS);
     let mut chunk_bytes = 0;
-    while let Some(item) = rows.next() {
+    loop {
+        if deadline.is_some_and(|at| Instant::now() >= at) {
+            let _ = sender.blocking_send(Item::Failed(deadline_passed(source), rows.stats()));
+            return;
+        }
+        let Some(item) = rows.next() else { break };
         match item {
             Ok(decoded) => {
                 if let Decoded::Row(row) = &decoded {
@@ -544,6 +616,167 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, crate::Error::DeadLetter { .. }), "{error}");
+    }
+
+    /// An export that never ends: Keeper events for as long as anyone reads.
+    struct Endless {
+        next: u64,
+        line: Cursor<Vec<u8>>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.line.position() as usize == self.line.get_ref().len() {
+                self.line = Cursor::new((event(self.next) + "\n").into_bytes());
+                self.next += 1;
+            }
+            self.line.read(buf)
+        }
+    }
+
+    fn failing_options(deadline: Instant) -> SessionOptions {
+        SessionOptions {
+            deadline: Some(deadline),
+            transient: crate::ingest::TransientPolicy::Fail,
+        }
+    }
+
+    /// Generous bound on how long a forward that stops at its deadline may take in all.
+    const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn decoding_stops_reading_at_the_session_deadline() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, 20_000);
+        let input = Input::reader(
+            "s3://bucket/endless.ndjson",
+            Endless {
+                next: 0,
+                line: Cursor::new(Vec::new()),
+            },
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        // Without the deadline check this never returns: the input has no end.
+        let forwarded = tokio::time::timeout(
+            STOP_WITHIN,
+            relay.forward([input], failing_options(deadline)),
+        )
+        .await
+        .expect("forward stopped")
+        .unwrap();
+        let [stopped] = forwarded.read_errors.as_slice() else {
+            panic!("{:?}", forwarded.read_errors);
+        };
+        assert!(is_deadline_stop(&stopped.error), "{}", stopped.error);
+        assert!(stopped.error.is_transient(), "the platform retries it");
+        let report = forwarded.report;
+        assert!(report.is_balanced(), "{report:?}");
+        assert_eq!(
+            report.dead_lettered, 0,
+            "nothing is dead-lettered at a deadline"
+        );
+        // Requests cut short at the deadline may still have arrived: the server saw at least
+        // what was confirmed, never a row that was not pushed.
+        let seen = usernames(&server).len() as u64;
+        assert!(
+            (report.delivered..=report.events_in).contains(&seen),
+            "{seen} seen, {report:?}"
+        );
+        assert!(report.delivered > 0, "{report:?}");
+        assert!(dead.entries().is_empty());
+    }
+
+    /// Yields `data`, then blocks until the test lets go (a stalled S3 stream).
+    struct Stalls {
+        data: Cursor<Vec<u8>>,
+        release: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Read for Stalls {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.data.read(buf)? {
+                0 => {
+                    let _ = self.release.recv();
+                    Ok(0)
+                }
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_stalled_past_the_deadline_does_not_hold_the_invocation() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, _) = relay(&server, MAX_BATCH_BYTES);
+        let (release, stalled) = std::sync::mpsc::channel();
+        let input = Input::reader(
+            "s3://bucket/stalled.ndjson",
+            Stalls {
+                data: Cursor::new(ndjson(0..3).into_bytes()),
+                release: stalled,
+            },
+        );
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let forwarded = tokio::time::timeout(
+            STOP_WITHIN,
+            relay.forward([input], failing_options(deadline)),
+        )
+        .await
+        .expect("forward stopped while the reader was still stalled")
+        .unwrap();
+        // The reader is released only now: the forward ended while it was blocked.
+        drop(release);
+        let [stopped] = forwarded.read_errors.as_slice() else {
+            panic!("{:?}", forwarded.read_errors);
+        };
+        assert!(is_deadline_stop(&stopped.error), "{}", stopped.error);
+        assert!(forwarded.report.is_balanced(), "{:?}", forwarded.report);
+    }
+
+    /// A token endpoint that never answers.
+    #[derive(Debug)]
+    struct Silent;
+
+    impl auth::TokenProvider for Silent {
+        fn fetch(&self) -> crate::model::BoxFuture<'_, Result<auth::AccessToken>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_fetch_is_bounded_by_the_session_deadline_not_the_load_timeout() {
+        let endpoint = crate::ingest::endpoint::parse_endpoint_url(
+            "http://127.0.0.1:9/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-KeeperSecurityEvents?api-version=2023-01-01",
+        )
+        .unwrap();
+        let tokens = Arc::new(TokenCache::new(Arc::new(Silent), Arc::new(SystemClock)));
+        let tuning = tuning(MAX_BATCH_BYTES);
+        let http = crate::http::build_client(tuning.request_timeout).unwrap();
+        let decode = DecodeOptions {
+            schema: SchemaMode::Keeper,
+            max_decompressed_bytes: 1 << 30,
+            now: SystemTime::now(),
+        };
+        let dead = Arc::new(MemoryDeadLetter::new());
+        let relay = Relay::new(Ingestor::new(endpoint, tokens, http, tuning), dead, decode);
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_secs(1);
+        let report = relay
+            .forward(
+                [Input::bytes("events.ndjson", ndjson(0..3))],
+                failing_options(deadline),
+            )
+            .await
+            .unwrap()
+            .report;
+        // The cache's own load timeout is 30 s; the deadline (1 s) must end the wait.
+        assert!(
+            started.elapsed() < auth::DEFAULT_LOAD_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(report.failed_transient, 3, "{report:?}");
+        assert!(report.is_balanced());
     }
 
     #[tokio::test]

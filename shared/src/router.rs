@@ -3,7 +3,14 @@
 //!
 //! `POST /events` and `POST /` take events in any container the decoder knows (JSON array,
 //! NDJSON, gzip) behind a shared bearer token; `GET /health` answers without auth.
+//!
+//! Answers never carry internals (bucket names, role ARNs, the DCR id): error bodies say
+//! what the caller can do and name the request, whose details are in the log. Events the
+//! ingestion service refused for reasons other than their content (a 403 while a role
+//! assignment propagates, a wrong DCR id) are kept in the dead letter for the operator to
+//! replay: the answer is 202 with counts saying so, never a 400 blaming the events.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +39,20 @@ pub const DEFAULT_REQUEST_BUDGET: Duration = Duration::from_secs(200);
 
 /// Seconds a client is asked to wait after a 503 (the service kept throttling).
 pub const RETRY_AFTER_SECS: u64 = 30;
+
+/// A gzip body may inflate to at most this many times the body limit (`max_body_bytes`):
+/// 32 × 6 MiB = 192 MiB per request, decoded in seconds. Keeper NDJSON compresses about 6×
+/// (the bundled `samples/keeper-events.ndjson.gz`: 5.7× as shipped, 8.8× at gzip -9), so 32
+/// leaves more than 3× margin, while a gzip bomb (about 1000× for repeated bytes) is refused
+/// before any event is forwarded. The global `LOGRELAY_MAX_DECOMPRESSED_BYTES` still applies.
+pub const MAX_INFLATE_RATIO: u64 = 32;
+
+/// The gzip magic bytes (RFC 1952 §2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// How a request's dead-letter reason starts when the ingestion service refused the rows
+/// (`ingest::retry::advice`): the events are kept for replay, not the caller's fault.
+const SERVICE_REFUSAL_PREFIX: &str = "HTTP ";
 
 /// Shared state of the routes.
 #[derive(Debug, Clone)]
@@ -109,10 +130,43 @@ fn unauthorized() -> Response {
 }
 
 fn too_large(limit: usize) -> Response {
-    problem(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the body is larger than {limit} bytes; send smaller batches"),
-    )
+    let body = json!({
+        "error": format!("the body is larger than {limit} bytes (the request body limit); send smaller batches"),
+        "limit": "body_bytes",
+        "limit_bytes": limit,
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}
+
+fn inflates_too_much(limit: u64, body_limit: usize) -> Response {
+    let body = json!({
+        "error": format!(
+            "the gzip body inflates past {limit} bytes ({MAX_INFLATE_RATIO} × the {body_limit}-byte body limit, the per-request decompression limit); nothing was forwarded: send smaller gzip bodies"
+        ),
+        "limit": "decompressed_bytes",
+        "limit_bytes": limit,
+    });
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}
+
+/// The most a request's gzip body may inflate to: [`MAX_INFLATE_RATIO`] × the body limit,
+/// never more than the relay's global cap.
+fn inflate_limit(state: &RouterState) -> u64 {
+    let ratio = (state.max_body_bytes as u64).saturating_mul(MAX_INFLATE_RATIO);
+    ratio.min(state.relay.decode_options().max_decompressed_bytes)
+}
+
+/// Whether a gzip `body` inflates past `limit` bytes. Counts without keeping the output
+/// (bounded: it stops one byte past the limit). A corrupt stream is left to the decoder,
+/// which dead-letters what it cannot read.
+fn inflates_past(body: &[u8], limit: u64) -> bool {
+    if !body.starts_with(&GZIP_MAGIC) {
+        return false;
+    }
+    let decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut capped = decoder.take(limit.saturating_add(1));
+    let inflated = std::io::copy(&mut capped, &mut std::io::sink());
+    matches!(inflated, Ok(n) if n > limit)
 }
 
 async fn events(State(state): State<RouterState>, request: Request<Body>) -> Response {
@@ -139,6 +193,19 @@ async fn events(State(state): State<RouterState>, request: Request<Body>) -> Res
             "the body is empty: send events as a JSON array, NDJSON or gzip",
         );
     }
+    let limit = inflate_limit(&state);
+    let counted = bytes.clone();
+    // Inflating is CPU work (a 192 MiB count takes a fraction of a second): off the workers.
+    let too_much = tokio::task::spawn_blocking(move || inflates_past(&counted, limit))
+        .await
+        .unwrap_or(true);
+    if too_much {
+        tracing::warn!(
+            limit,
+            "A request body inflates past the per-request limit; refused."
+        );
+        return inflates_too_much(limit, state.max_body_bytes);
+    }
     let deadline = parts
         .extensions
         .get::<RequestDeadline>()
@@ -160,15 +227,23 @@ async fn forward(relay: &Relay, bytes: Bytes, source: String, deadline: Instant)
             Some(failed) => Err(failed.error),
             None => Ok(forwarded.report),
         });
+    // The error's text names buckets, ARNs or the DCR: it goes to the log, never the answer.
     match forwarded {
         Ok(report) => answer(&report, &source),
         Err(error) if error.is_transient() => {
             tracing::warn!(source = %source, error = %error, "Request not delivered; asking the client to retry.");
-            retry_later(json!({"error": error.to_string()}))
+            retry_later(json!({
+                "error": format!("the events could not be delivered now; resend the same body after {RETRY_AFTER_SECS} s (every event has a stable EventId, so a resend adds no duplicates)"),
+                "request": source,
+            }))
         }
         Err(error) => {
             tracing::error!(source = %source, error = %error, "Request failed.");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            let body = json!({
+                "error": "the relay could not keep these events safe, so none is confirmed: resend the body later; the operator finds the cause in the relay's log under this request",
+                "request": source,
+            });
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
         }
     }
 }
@@ -182,7 +257,9 @@ fn retry_later(body: serde_json::Value) -> Response {
 }
 
 /// The status for a finished request: 503 when rows are still failing transiently (the
-/// client resends; rows carry a stable `EventId`), 400 when every event was malformed, else 200.
+/// client resends; rows carry a stable `EventId`), 202 when the service refused rows that are
+/// now kept in the dead letter for replay (the caller must not resend), 400 when every event
+/// was malformed, else 200.
 /// The report also rides along as a response extension, so a caller (the Lambda handler's
 /// metrics) takes it as a value instead of parsing the JSON body back.
 fn answer(report: &Report, source: &str) -> Response {
@@ -198,12 +275,39 @@ fn answer_body(report: &Report, source: &str) -> Response {
         duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         "Request forwarded."
     );
-    let body = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
+    let mut body = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
+    // The service's refusals name the DCR and the app: logged, replaced by a count here.
+    let mut kept_for_replay = 0;
+    if let Some(reasons) = body
+        .get_mut("dead_letter_reasons")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        reasons.retain(|reason, count| {
+            let refused = reason.starts_with(SERVICE_REFUSAL_PREFIX);
+            if refused {
+                kept_for_replay += count.as_u64().unwrap_or(0);
+            }
+            !refused
+        });
+    }
+    if let Some(object) = body.as_object_mut() {
+        object.insert("request".into(), json!(source));
+        object.insert("kept_for_replay".into(), json!(kept_for_replay));
+    }
     if report.failed_transient > 0 {
         return retry_later(body);
     }
+    if kept_for_replay > 0 {
+        tracing::warn!(source = %source, kept_for_replay, reasons = ?report.dead_letter_reasons, "The ingestion service refused events; they are kept in the dead letter for replay.");
+        if let Some(object) = body.as_object_mut() {
+            object.insert(
+                "note".into(),
+                json!(format!("{kept_for_replay} events were refused by the ingestion service (not because of their content) and are kept in the relay's dead letter; the operator replays them once the cause is fixed: do not resend them")),
+            );
+        }
+        return (StatusCode::ACCEPTED, Json(body)).into_response();
+    }
     if report.events_in > 0 && report.delivered == 0 && report.dead_lettered == report.events_in {
-        let mut body = body;
         if let Some(object) = body.as_object_mut() {
             object.insert(
                 "error".into(),
@@ -331,6 +435,96 @@ mod tests {
             .unwrap();
         let (status, _, _) = call(request).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn post_bytes(body: Vec<u8>, deadline: Option<Instant>) -> Request<Body> {
+        let mut request = Request::post("/events")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        if let Some(deadline) = deadline {
+            request.extensions_mut().insert(RequestDeadline(deadline));
+        }
+        request
+    }
+
+    #[tokio::test]
+    async fn a_gzip_body_inflating_past_the_ratio_is_413_naming_that_limit() {
+        // The test state's body limit is 1024 bytes, so the request may inflate to 32 KiB.
+        // 300 KB of newlines gzip to well under 1024 bytes.
+        let bomb = gzip(&vec![b'\n'; 300_000]);
+        assert!(bomb.len() < 1024, "{}", bomb.len());
+        let (status, _, body) = call(post_bytes(bomb, None)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body["limit"], "decompressed_bytes", "{body}");
+        assert_eq!(body["limit_bytes"], 1024 * MAX_INFLATE_RATIO, "{body}");
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("decompression limit"));
+        // The body limit itself is told apart.
+        let (status, _, body) = call(post_bytes(vec![b' '; 2000], None)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["limit"], "body_bytes", "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_gzip_body_within_the_ratio_is_forwarded() {
+        // Eight Keeper events: compressed under 1024 bytes, inflated under 32 KiB.
+        let events: String = (0..8)
+            .map(|i| format!("{{\"audit_event\":\"login\",\"username\":\"u{i}@acme-corp.example\",\"timestamp\":\"2026-11-24T10:00:0{i}Z\"}}\n"))
+            .collect();
+        let body = gzip(events.as_bytes());
+        assert!(body.len() < 1024);
+        // The relay's endpoint is a closed port: a short deadline ends in a 503, past the
+        // decompression check.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let (status, headers, body) = call(post_bytes(body, Some(deadline))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(headers[header::RETRY_AFTER], "30");
+        assert_eq!(body["events_in"], 8, "{body}");
+    }
+
+    #[test]
+    fn counting_the_inflated_size_stops_one_byte_past_the_limit() {
+        let data = gzip(&vec![b'x'; 10_000]);
+        assert!(inflates_past(&data, 9_999));
+        assert!(!inflates_past(&data, 10_000));
+        assert!(!inflates_past(b"[{}]", 0), "plain bodies are not inflated");
+        // Two members, as `cat a.gz b.gz` makes: both count.
+        let two = [data.clone(), data].concat();
+        assert!(inflates_past(&two, 19_999));
+    }
+
+    #[tokio::test]
+    async fn refusals_by_the_service_are_202_kept_for_replay_without_their_internals() {
+        let reason = "HTTP 403 (OperationFailed): grant the role Monitoring Metrics Publisher on the data collection rule dcr-000a00a000a00000a000000aa000a0aa to the app's service principal (AZURE_CLIENT_ID)";
+        let report = Report {
+            events_in: 3,
+            dead_lettered: 3,
+            dead_letter_reasons: std::collections::BTreeMap::from([(reason.to_string(), 3)]),
+            ..Report::default()
+        };
+        let response = answer(&report, "http-request-1");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(!text.contains("dcr-"), "{text}");
+        assert!(!text.contains("AZURE_CLIENT_ID"), "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["kept_for_replay"], 3, "{body}");
+        assert_eq!(body["dead_lettered"], 3, "{body}");
+        assert!(body["note"].as_str().unwrap().contains("do not resend"));
     }
 
     #[test]

@@ -95,8 +95,13 @@ mod tests {
 
     /// The event as lambda_http hands it to the handler, with a deadline 30 s away.
     fn request(payload: &Value) -> Request {
+        request_within(payload, Duration::from_secs(30))
+    }
+
+    /// The event with an invocation deadline `left` from now.
+    fn request_within(payload: &Value, left: Duration) -> Request {
         let mut context = Context::default();
-        let deadline = SystemTime::now() + Duration::from_secs(30);
+        let deadline = SystemTime::now() + left;
         context.deadline = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         lambda_http::request::from_str(&payload.to_string())
             .unwrap()
@@ -151,6 +156,27 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert!(text(&response).contains("ok"));
+    }
+
+    #[tokio::test]
+    async fn the_answer_counts_the_fields_truncated_at_64_kib() {
+        let auth = format!("Bearer {TOKEN}");
+        // A Keeper push-shape event whose `message` is over the 64 KiB field limit
+        // (logrelay_core::keeper::MAX_FIELD_BYTES), and one that is not.
+        let long = "x".repeat(logrelay_core::keeper::MAX_FIELD_BYTES + 10);
+        let body = format!(
+            "{}\n{}\n",
+            json!({"audit_event": "login", "category": "login", "username": "a@acme-corp.example", "timestamp": "2026-11-24T10:00:00Z", "message": long}),
+            json!({"audit_event": "login", "category": "login", "username": "b@acme-corp.example", "timestamp": "2026-11-24T10:00:01Z"}),
+        );
+        // The offline relay cannot deliver: a short invocation ends in a 503 whose body is
+        // still the request's report.
+        let event = request_within(&payload(Some(&auth), &body, false), Duration::from_secs(3));
+        let response = function_handler(&router().await, event).await.unwrap();
+        assert_eq!(response.status(), 503, "{}", text(&response));
+        let answer: Value = serde_json::from_str(&text(&response)).unwrap();
+        assert_eq!(answer["truncated_fields"], 1, "{answer}");
+        assert_eq!(answer["events_in"], 2, "{answer}");
     }
 
     #[test]

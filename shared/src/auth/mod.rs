@@ -15,7 +15,7 @@ pub use credential::{AuthConfig, Cloud, Credential};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
 use crate::model::BoxFuture;
@@ -144,6 +144,12 @@ impl TokenCache {
     /// A cached token is returned only before its refresh point (and so before expiry); a
     /// freshly fetched one only if it has not expired.
     pub async fn get(&self) -> Result<AccessToken> {
+        self.get_by(None).await
+    }
+
+    /// [`TokenCache::get`] with a fetch bounded by `deadline` too (an invocation's), so a slow
+    /// token endpoint cannot hold the work past it.
+    pub async fn get_by(&self, deadline: Option<Instant>) -> Result<AccessToken> {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
@@ -158,7 +164,7 @@ impl TokenCache {
                 return Err(replicate(error));
             }
         }
-        let outcome = self.load().await;
+        let outcome = self.load(deadline).await;
         loads.completed += 1;
         self.loads_completed
             .store(loads.completed, Ordering::Release);
@@ -194,16 +200,20 @@ impl TokenCache {
     }
 
     /// One fetch under the load lock; stores the token on success.
-    async fn load(&self) -> Result<AccessToken> {
+    async fn load(&self, deadline: Option<Instant>) -> Result<AccessToken> {
         let fetches = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
-        let token = match tokio::time::timeout(self.load_timeout, self.provider.fetch()).await {
+        let limit = deadline.map_or(self.load_timeout, |at| {
+            self.load_timeout
+                .min(at.saturating_duration_since(Instant::now()))
+        });
+        let token = match tokio::time::timeout(limit, self.provider.fetch()).await {
             Ok(result) => result?,
             Err(_elapsed) => {
                 return Err(Error::TokenTransport {
                     host: self.provider.endpoint_host(),
                     reason: format!(
                         "no token within {} s; the endpoint is unreachable or too slow",
-                        self.load_timeout.as_secs_f32()
+                        limit.as_secs_f32()
                     ),
                 })
             }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::dead_letter::{raw_text, DeadLetterEntry};
 use crate::ingest::{Report, SessionOptions, TransientPolicy};
-use crate::relay::{Forwarded, Input, Relay};
+use crate::relay::{is_deadline_stop, Forwarded, Input, Relay};
 use crate::{Error, Result};
 
 use super::notification::{extract_text, Extracted, ObjectRef};
@@ -112,6 +112,8 @@ pub struct Handled {
     pub report: Report,
     /// Whether the work must be retried (transient failure, deadline, dead letter failure).
     pub retry: bool,
+    /// Whether the session deadline stopped the work (reading or sending) before it ended.
+    pub deadline_passed: bool,
 }
 
 impl LambdaForwarder {
@@ -144,6 +146,7 @@ impl LambdaForwarder {
         if Instant::now() >= deadline {
             tracing::warn!(object = %object.uri(), "No time left; leaving the object for the retry.");
             outcome.retry = true;
+            outcome.deadline_passed = true;
             return;
         }
         match forward_object(&self.s3, &self.relay, object, Self::options(deadline)).await {
@@ -158,6 +161,7 @@ impl LambdaForwarder {
             Err(error) => {
                 tracing::warn!(object = %object.uri(), error = %error, transient = error.is_transient(), "Reading or forwarding the object failed; it will be retried.");
                 outcome.retry = true;
+                outcome.deadline_passed |= is_deadline_stop(&error);
             }
         }
     }
@@ -198,6 +202,7 @@ impl LambdaForwarder {
         if Instant::now() >= deadline {
             return Handled {
                 retry: true,
+                deadline_passed: true,
                 ..Handled::default()
             };
         }
@@ -206,14 +211,23 @@ impl LambdaForwarder {
             Ok(forwarded) if forwarded.read_errors.is_empty() => Handled {
                 retry: forwarded.report.failed_transient > 0,
                 report: forwarded.report,
+                deadline_passed: false,
             },
-            Ok(Forwarded { read_errors, .. }) => {
+            // The counters of what was sent before reading stopped are kept: the summary and
+            // the metrics show the rows delivered before a deadline.
+            Ok(Forwarded {
+                read_errors,
+                report,
+            }) => {
+                let mut deadline_passed = false;
                 for failed in read_errors {
+                    deadline_passed |= is_deadline_stop(&failed.error);
                     tracing::warn!(source = %source, error = %failed.error, "Decoding the message failed; it will be retried.");
                 }
                 Handled {
                     retry: true,
-                    ..Handled::default()
+                    report,
+                    deadline_passed,
                 }
             }
             Err(error) => {
@@ -240,7 +254,7 @@ impl LambdaForwarder {
         match self.relay.reject(vec![entry]).await {
             Ok(report) => Handled {
                 report,
-                retry: false,
+                ..Handled::default()
             },
             Err(error) => {
                 tracing::error!(source = %source, error = %error, "The dead letter failed; the input will be retried.");
@@ -278,7 +292,7 @@ impl LambdaForwarder {
 
 /// The error an invocation fails with so the platform retries it.
 pub fn retry_error(outcome: &Handled) -> Error {
-    if outcome.report.failed_transient > 0 {
+    if outcome.report.failed_transient > 0 || outcome.deadline_passed {
         return Error::DeadlineExceeded {
             pending: outcome.report.failed_transient,
         };
@@ -353,6 +367,23 @@ mod tests {
             left > Duration::from_secs(590) && left <= Duration::from_secs(595),
             "{left:?}"
         );
+    }
+
+    #[test]
+    fn a_direct_invocation_stopped_by_the_deadline_fails_as_deadline_exceeded() {
+        let stopped = Handled {
+            retry: true,
+            deadline_passed: true,
+            ..Handled::default()
+        };
+        let error = retry_error(&stopped);
+        assert!(matches!(error, Error::DeadlineExceeded { .. }), "{error}");
+        assert!(error.is_transient(), "the platform retries it");
+        let unreadable = Handled {
+            retry: true,
+            ..Handled::default()
+        };
+        assert!(matches!(retry_error(&unreadable), Error::Aws { .. }));
     }
 
     #[test]

@@ -151,7 +151,7 @@ async fn send(
             tally.retries += 1;
         }
         let mut server_wait = None;
-        let token = match inner.tokens.get().await {
+        let token = match inner.tokens.get_by(Some(deadline)).await {
             Ok(token) => Some(token),
             Err(error) if error.is_transient() => {
                 last = error.to_string();
