@@ -176,7 +176,8 @@ async fn list_local(dir: &Path) -> Result<Vec<StoredFile>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let kind = entry.file_type().await.map_err(io(&path))?;
             if kind.is_dir() {
-                if !(folder == dir && name == REPLAYED) && !name.starts_with('.') {
+                let replayed_area = folder == dir && name == REPLAYED;
+                if !replayed_area && !name.starts_with('.') {
                     folders.push(path);
                 }
             } else if kind.is_file() && is_dead_letter_name(&name) {

@@ -23,8 +23,12 @@ const S3_PREFIX: &str = "failed/";
 /// An emulator that answers 403 to every ingestion request for the first [`ROLE_DELAY`] of
 /// its clock.
 async fn emulator_without_the_role_yet() -> Emulator {
-    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("the emulator starts");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
     emulator.set_faults(Faults {
         forbidden_until_secs: Some((now + ROLE_DELAY).as_secs()),
         ..Faults::default()
@@ -114,8 +118,14 @@ async fn s3_entries(moto: &Moto, prefix: &str) -> (Vec<String>, Vec<Value>) {
 /// The `.ndjson` files directly in `dir` (not in its subfolders).
 fn ndjson_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .expect("the dead-letter directory exists")
+        .map(|entry| {
+            entry
+                .expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|name| name.ends_with(".ndjson"))
         .collect();
     names.sort();
@@ -239,9 +249,9 @@ async fn replay_delivers_every_dead_lettered_event_once_from_a_directory_and_s3_
 /// emulator answers 403: `good` entries with a 403 reason, one never decoded.
 async fn dead_letter_a_mixed_file(emulator: &Emulator, dir: &Path, good: u64) {
     generate(dir, "good.ndjson", good, 21).await;
-    let mut text = std::fs::read_to_string(dir.join("good.ndjson")).unwrap();
+    let mut text = std::fs::read_to_string(dir.join("good.ndjson")).expect("generated");
     text.push_str("{\"audit_event\": \"login\", this is not json\n");
-    std::fs::write(dir.join("mixed.ndjson"), text).unwrap();
+    std::fs::write(dir.join("mixed.ndjson"), text).expect("mixed.ndjson written");
     let sent = logrelay(
         &["send", "--json", "--dead-letter", "dl", "mixed.ndjson"],
         &emulator.env(),
