@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::BoxFuture;
 use crate::model::EncodedRow;
 use crate::{Error, Result};
 
 /// One undeliverable event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeadLetterEntry {
     /// Why it was not delivered, in words a person can act on.
     pub reason: String,

@@ -6,7 +6,8 @@
 //! - [`ingest`] packs rows under the request limit, gzips them and sends them with bounded
 //!   concurrency, retries and a dead letter;
 //! - [`auth`] acquires Entra ID tokens and caches them across warm invocations;
-//! - [`relay`] glues a byte stream to an ingestion session; every binary calls it.
+//! - [`relay`] glues a byte stream to an ingestion session; every binary calls it;
+//! - [`replay`] sends the dead letter's rows again.
 
 pub mod auth;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod keeper;
 pub mod metrics;
 pub mod model;
 pub mod relay;
+pub mod replay;
 pub mod schema;
 pub mod secret;
 pub mod telemetry;

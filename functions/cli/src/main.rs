@@ -1,8 +1,9 @@
-//! `logrelay`: send Keeper audit events to Azure Monitor Logs from files or stdin, diagnose a
-//! configuration, print the table schema. `main` only parses arguments and dispatches.
+//! `logrelay`: send Keeper audit events to Azure Monitor Logs from files or stdin, replay the
+//! dead letter, diagnose a configuration, print the table schema. `main` only parses arguments and dispatches.
 
 mod doctor;
 mod generate;
+mod replay;
 mod send;
 mod token;
 
@@ -38,7 +39,8 @@ enum Command {
         /// Input files; `-` (or none) reads stdin.
         files: Vec<String>,
         /// Where undeliverable events go, as NDJSON with the reason beside each (created
-        /// only when needed) [default: LOGRELAY_DEAD_LETTER, else ./logrelay-dead-letter].
+        /// only when needed): a directory or s3://bucket/prefix/
+        /// [default: LOGRELAY_DEAD_LETTER, else ./logrelay-dead-letter].
         #[arg(long)]
         dead_letter: Option<String>,
         /// How records become rows [default: LOGRELAY_SCHEMA, else keeper].
@@ -48,6 +50,20 @@ enum Command {
         #[arg(long)]
         time_field: Option<String>,
         /// Print the report as JSON on stdout instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the dead letter's events again, unchanged (so their EventId dedupes anything that
+    /// did arrive), from a directory or s3://bucket/prefix/; replayed files are moved into
+    /// `replayed/`, events that fail again are dead-lettered again with the new reason;
+    /// exits 0 only when every replayable event was delivered.
+    Replay {
+        /// The dead letter: a directory or s3://bucket/prefix/.
+        location: String,
+        /// Only count the entries, by reason and by source; send nothing, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome as JSON on stdout instead of the summary.
         #[arg(long)]
         json: bool,
     },
@@ -132,6 +148,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             dead_letter,
             schema,
             time_field,
+            json,
+        })),
+        Command::Replay {
+            location,
+            dry_run,
+            json,
+        } => block_on(replay::run(replay::ReplayArgs {
+            location,
+            dry_run,
             json,
         })),
         Command::Doctor { json } => block_on(doctor::run(json)),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::ValueEnum;
 use logrelay_core::config::{vars, Config, Platform};
-use logrelay_core::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
+use logrelay_core::dead_letter::DeadLetterSink;
 use logrelay_core::ingest::{Report, SessionOptions};
 use logrelay_core::keeper::DecodeOptions;
 use logrelay_core::relay::{Forwarded, Input, Relay};
@@ -121,7 +121,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
         now: SystemTime::now(),
     };
     let dead_letter: Arc<dyn DeadLetterSink> =
-        Arc::new(LocalDirDeadLetter::new(config.dead_letter.clone()));
+        crate::replay::dead_letter_sink(&config.dead_letter).await?;
     let relay = Relay::from_config(&config, dead_letter.clone(), decode, None)
         .await
         .map_err(|error| error.to_string())?;

@@ -51,6 +51,9 @@ pub struct Faults {
     pub forbidden: bool,
     /// These client (app) ids are forbidden.
     pub forbidden_clients: Vec<String>,
+    /// Every client is forbidden while the emulator's clock (see `Emulator::advance_clock`)
+    /// reads before this Unix time in seconds: a role assignment that "arrives" later.
+    pub forbidden_until_secs: Option<u64>,
     /// A stricter 413 threshold than 1,048,576 bytes (wire and, in strict mode, decompressed).
     pub max_body_bytes: Option<usize>,
     /// When set with `set_faults`, every token issued so far becomes invalid (401); tokens
@@ -83,6 +86,7 @@ impl Default for Faults {
             token_lifetime_secs: None,
             forbidden: false,
             forbidden_clients: Vec::new(),
+            forbidden_until_secs: None,
             max_body_bytes: None,
             revoke_tokens: false,
             token_script: Vec::new(),
@@ -119,6 +123,14 @@ impl Faults {
     /// Whether `client_id` is refused with 403.
     pub fn forbids(&self, client_id: &str) -> bool {
         self.forbidden || self.forbidden_clients.iter().any(|id| id == client_id)
+    }
+
+    /// Whether `client_id` is refused with 403 when the emulator's clock reads `now`.
+    pub fn forbids_at(&self, client_id: &str, now: std::time::SystemTime) -> bool {
+        let until = self
+            .forbidden_until_secs
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        self.forbids(client_id) || until.is_some_and(|until| now < until)
     }
 }
 
@@ -393,5 +405,21 @@ mod tests {
         assert!(faults.script.is_empty());
         assert!(faults.by_request.is_empty());
         assert!(!faults.forbids("anyone"));
+    }
+
+    #[test]
+    fn a_forbidden_until_time_forbids_everyone_before_it_and_no_one_after() {
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let faults = Faults {
+            forbidden_until_secs: Some(1_000_600),
+            ..Faults::default()
+        };
+        assert!(faults.forbids_at("anyone", start));
+        assert!(faults.forbids_at("anyone", start + std::time::Duration::from_secs(599)));
+        assert!(!faults.forbids_at("anyone", start + std::time::Duration::from_secs(600)));
+        assert!(
+            !faults.forbids("anyone"),
+            "without a clock only the fixed rules apply"
+        );
     }
 }

@@ -199,7 +199,7 @@ fn handle(
             ),
         );
     }
-    if state.lock().faults.forbids(&client_id) {
+    if state.lock().faults.forbids_at(&client_id, received_at) {
         return forbidden(config, &client_id);
     }
     let Some(stream) = config.stream(&request.stream) else {
