@@ -407,6 +407,7 @@ fn describe_config(config: &Config) -> String {
             Some(id) => format!("managed identity (user-assigned {id})"),
             None => "managed identity (system-assigned)".to_string(),
         },
+        other => other.describe(),
     };
     format!(
         "tenant {}, client {}, {credential}, cloud {}",
