@@ -110,6 +110,57 @@ impl StreamConfig {
     }
 }
 
+/// A federated identity credential on the app registration (Entra "Federated credentials"):
+/// an assertion is accepted when its `iss`, `sub` and `aud` equal these (docs/emulator-facts.md §2.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedCredential {
+    /// The external issuer's URL, e.g. [`crate::Emulator::aws_issuer`].
+    pub issuer: String,
+    /// The subject, e.g. the IAM role ARN for AWS outbound federation.
+    pub subject: String,
+    /// The audience, usually [`ENTRA_TOKEN_EXCHANGE_AUDIENCE`].
+    pub audience: String,
+}
+
+impl FederatedCredential {
+    /// A credential for `issuer` and `subject` with the recommended audience
+    /// [`ENTRA_TOKEN_EXCHANGE_AUDIENCE`].
+    pub fn new(issuer: impl Into<String>, subject: impl Into<String>) -> Self {
+        FederatedCredential {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audience: ENTRA_TOKEN_EXCHANGE_AUDIENCE.to_string(),
+        }
+    }
+
+    /// A credential for the emulator's own AWS-account issuer (resolved when it starts, since
+    /// the issuer URL holds the bound port): [`AWS_ISSUER_PLACEHOLDER`] as the issuer.
+    pub fn aws(subject: impl Into<String>) -> Self {
+        FederatedCredential::new(AWS_ISSUER_PLACEHOLDER, subject)
+    }
+
+    /// A credential for the emulator's external issuer (resolved when it starts).
+    pub fn external(subject: impl Into<String>) -> Self {
+        FederatedCredential::new(EXTERNAL_ISSUER_PLACEHOLDER, subject)
+    }
+
+    /// The same credential with another audience.
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+}
+
+/// A federated credential issuer that stands for [`crate::Emulator::aws_issuer`], replaced
+/// when the emulator starts.
+pub const AWS_ISSUER_PLACEHOLDER: &str = "{aws_issuer}";
+/// A federated credential issuer that stands for [`crate::Emulator::external_issuer`].
+pub const EXTERNAL_ISSUER_PLACEHOLDER: &str = "{external_issuer}";
+
+/// The audience Entra recommends for federated identity credentials. Source:
+/// docs/emulator-facts.md §2.7 (Learn, "Workload identity federation").
+pub const ENTRA_TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
 /// Everything the emulator knows: identities, the DCR, limits and the initial faults.
 /// `Default` gives fixed test identities and the Keeper stream.
 #[derive(Clone)]
@@ -141,6 +192,13 @@ pub struct EmulatorConfig {
     pub strict: bool,
     /// Faults in force from the start.
     pub faults: Faults,
+    /// Federated identity credentials registered on the app (default: none).
+    pub federated_credentials: Vec<FederatedCredential>,
+    /// PEM certificates (public part) registered on the app (default: none).
+    pub certificates: Vec<String>,
+    /// Whether the emulated AWS account has outbound web identity federation enabled
+    /// (default true); when false STS answers `OutboundWebIdentityFederationDisabledException`.
+    pub aws_federation_enabled: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -159,6 +217,9 @@ impl Default for EmulatorConfig {
             identity_client_id: "6a2d8f4c-0e1b-4c7a-9f3e-2b5d7c9a1e40".to_string(),
             strict: true,
             faults: Faults::default(),
+            federated_credentials: Vec::new(),
+            certificates: Vec::new(),
+            aws_federation_enabled: true,
         }
     }
 }
@@ -168,6 +229,24 @@ impl EmulatorConfig {
     pub fn with_stream(mut self, stream: StreamConfig) -> Self {
         self.streams.retain(|existing| existing.name != stream.name);
         self.streams.push(stream);
+        self
+    }
+
+    /// Registers a federated identity credential on the app.
+    pub fn with_federated_credential(mut self, credential: FederatedCredential) -> Self {
+        self.federated_credentials.push(credential);
+        self
+    }
+
+    /// Registers a certificate (PEM, public part) on the app.
+    pub fn with_certificate(mut self, pem: impl Into<String>) -> Self {
+        self.certificates.push(pem.into());
+        self
+    }
+
+    /// Turns the AWS account's outbound web identity federation on or off.
+    pub fn with_aws_federation_enabled(mut self, enabled: bool) -> Self {
+        self.aws_federation_enabled = enabled;
         self
     }
 
@@ -214,6 +293,9 @@ impl fmt::Debug for EmulatorConfig {
             .field("identity_header", &"<hidden>")
             .field("strict", &self.strict)
             .field("faults", &self.faults)
+            .field("federated_credentials", &self.federated_credentials)
+            .field("certificates", &self.certificates.len())
+            .field("aws_federation_enabled", &self.aws_federation_enabled)
             .finish()
     }
 }

@@ -18,21 +18,25 @@
 //! [`Emulator::advance_clock`] instead of waiting for a token to expire. Random faults are a
 //! function of a seed and each request's content (see [`Faults`]), so a run replays.
 //!
-//! Protocol facts, with their public sources, are in `docs/emulator-facts.md` (§1, §2.1–2.4, §2.6,
-//! §7); where the real service's answer is unknown the emulator says "emulator-defined".
+//! Protocol facts, with their public sources, are in `docs/emulator-facts.md` (§1, §2.1–2.7,
+//! §7, §8); where the real service's answer is unknown the emulator says "emulator-defined".
 
 // Handlers return early with an axum `Response` as the error; one per request, so its size
 // does not matter.
 #![allow(clippy::result_large_err)]
 
+mod assertion;
 mod columns;
 mod config;
 mod conn;
 mod control;
 mod faults;
 mod ingestion;
+mod jwt;
 mod mi;
+mod oidc;
 mod state;
+mod sts;
 mod token;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -51,12 +55,15 @@ pub use crate::columns::{
     MAX_FIELD_BYTES, MAX_TIME_GENERATED_AGE, MAX_TIME_GENERATED_AHEAD, TIME_GENERATED,
 };
 pub use crate::config::{
-    ColumnDef, ColumnType, EmulatorConfig, StreamConfig, DEFAULT_TOKEN_LIFETIME_SECS,
+    ColumnDef, ColumnType, EmulatorConfig, FederatedCredential, StreamConfig,
+    AWS_ISSUER_PLACEHOLDER, DEFAULT_TOKEN_LIFETIME_SECS, ENTRA_TOKEN_EXCHANGE_AUDIENCE,
+    EXTERNAL_ISSUER_PLACEHOLDER,
 };
 pub use crate::faults::{request_key, Faults, DROP_CONNECTION, STALL};
 pub use crate::ingestion::{API_VERSION, MAX_BODY_BYTES, MAX_LENIENT_DECOMPRESSED_BYTES};
 pub use crate::mi::{IDENTITY_API_VERSION, IDENTITY_HEADER_NAME, IDENTITY_PATH};
 pub use crate::state::Stats;
+pub use crate::sts::{DEFAULT_WEB_IDENTITY_DURATION_SECS, STS_API_VERSION};
 pub use crate::token::decode_claims;
 
 use crate::conn::{Connection, KillableListener};
@@ -86,7 +93,7 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State::new(config));
+        let state = Arc::new(State::new(config, format!("http://{addr}")));
         let app = router(Arc::clone(&state));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = axum::serve(
@@ -211,6 +218,63 @@ impl Emulator {
             ));
         }
         env
+    }
+
+    /// The URL to give the AWS SDK as `AWS_ENDPOINT_URL_STS` (= [`Emulator::base_url`]): STS
+    /// `GetWebIdentityToken` is served at `POST /` in the AWS query protocol.
+    pub fn sts_endpoint(&self) -> String {
+        self.base_url()
+    }
+
+    /// SigV4-signed STS requests with `access_key_id` come from `role_arn` (the token's `sub`).
+    /// Requests with any other key get `AccessDenied`; unsigned ones `MissingAuthenticationToken`.
+    pub fn allow_sts_caller(&self, access_key_id: &str, role_arn: &str) {
+        self.state
+            .lock()
+            .sts_callers
+            .insert(access_key_id.to_string(), role_arn.to_string());
+    }
+
+    /// Registers a federated identity credential on the app now (beside the configured ones);
+    /// its issuer may be [`Emulator::aws_issuer`] or [`Emulator::external_issuer`].
+    pub fn add_federated_credential(&self, credential: FederatedCredential) {
+        self.state.lock().federated_credentials.push(credential);
+    }
+
+    /// Registers a certificate (PEM, public part) on the app now.
+    pub fn add_certificate(&self, pem: &str) {
+        self.state.lock().certificates.push(pem.to_string());
+    }
+
+    /// The AWS account's outbound-federation issuer URL, `{base}/aws-outbound/<uuid>`; it serves
+    /// `/.well-known/openid-configuration` and `/.well-known/jwks.json`.
+    pub fn aws_issuer(&self) -> String {
+        self.state.aws_issuer()
+    }
+
+    /// A second OIDC issuer, `{base}/external/<uuid>` (think Kubernetes service-account tokens),
+    /// with its own discovery document and JWKS.
+    pub fn external_issuer(&self) -> String {
+        self.state.external_issuer()
+    }
+
+    /// An RS256 token from [`Emulator::external_issuer`] with `sub`, `aud`, and `exp` =
+    /// now + `lifetime_secs` on the emulator's clock (for `AZURE_FEDERATED_TOKEN_FILE` tests).
+    /// Empty only if key generation failed, which the next request would report.
+    pub fn mint_external_token(&self, subject: &str, audience: &str, lifetime_secs: u64) -> String {
+        let claims = oidc::standard_claims(
+            &self.external_issuer(),
+            subject,
+            &[audience.to_string()],
+            self.state.now(),
+            lifetime_secs,
+        );
+        self.state
+            .issuers
+            .external
+            .keys()
+            .and_then(|keys| keys.sign(jwt::RS256, &claims))
+            .unwrap_or_default()
     }
 
     /// Every stored row, all streams, in arrival order (as the table would hold them).
@@ -362,9 +426,41 @@ impl Drop for Emulator {
     }
 }
 
+/// A self-signed RSA-2048 certificate made now, and its private key, both PEM
+/// (`CERTIFICATE`, PKCS#8 `PRIVATE KEY`): register the first with
+/// [`EmulatorConfig::with_certificate`] and sign client assertions with the second. Made at run
+/// time so no private key is ever committed.
+pub fn test_certificate() -> (String, String) {
+    let made = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).and_then(|key| {
+        let params = rcgen::CertificateParams::new(vec!["logrelay-test-client".to_string()])?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    });
+    // Key generation with aws-lc-rs does not fail in practice; a test needs the pair.
+    #[allow(clippy::expect_used)]
+    made.expect("generating a test certificate")
+}
+
 /// Every route the emulator serves.
 fn router(state: Arc<State>) -> Router {
     Router::new()
+        .route("/", post(sts::sts_endpoint))
+        .route(
+            "/aws-outbound/{id}/.well-known/openid-configuration",
+            get(oidc::aws_discovery),
+        )
+        .route(
+            "/aws-outbound/{id}/.well-known/jwks.json",
+            get(oidc::aws_jwks),
+        )
+        .route(
+            "/external/{id}/.well-known/openid-configuration",
+            get(oidc::external_discovery),
+        )
+        .route(
+            "/external/{id}/.well-known/jwks.json",
+            get(oidc::external_jwks),
+        )
         .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
         .route(IDENTITY_PATH, get(mi::identity_endpoint))
         .route(

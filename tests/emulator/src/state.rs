@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
@@ -10,8 +10,11 @@ use tokio::sync::Notify;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::EmulatorConfig;
+use crate::config::{
+    EmulatorConfig, FederatedCredential, AWS_ISSUER_PLACEHOLDER, EXTERNAL_ISSUER_PLACEHOLDER,
+};
 use crate::faults::Faults;
+use crate::jwt::SigningKeys;
 
 /// Counters of everything the emulator saw. Serialized as the `/_emulator/stats` answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -22,6 +25,16 @@ pub struct Stats {
     pub token_failures: u64,
     /// Tokens issued by either token endpoint.
     pub tokens_issued: u64,
+    /// Tokens issued for a client secret.
+    pub client_secret_grants: u64,
+    /// Tokens issued for a federated client assertion (an external issuer's JWT).
+    pub federated_assertion_grants: u64,
+    /// Tokens issued for a certificate client assertion.
+    pub certificate_assertion_grants: u64,
+    /// Requests to STS (`POST /`, any action).
+    pub sts_requests: u64,
+    /// Web identity tokens STS issued (`GetWebIdentityToken` answered 200).
+    pub sts_web_identity_tokens: u64,
     /// Requests to the managed-identity endpoint.
     pub identity_requests: u64,
     /// Managed-identity requests answered with an error.
@@ -116,6 +129,12 @@ pub(crate) struct Inner {
     pub(crate) tokens_used: HashSet<String>,
     pub(crate) rows: Vec<StoredRow>,
     pub(crate) stats: Stats,
+    /// STS callers: access key id -> the role ARN its requests come from.
+    pub(crate) sts_callers: HashMap<String, String>,
+    /// Federated credentials added after start (beside the configured ones).
+    pub(crate) federated_credentials: Vec<FederatedCredential>,
+    /// Certificates (PEM) added after start.
+    pub(crate) certificates: Vec<String>,
 }
 
 /// Shared by every handler.
@@ -130,10 +149,58 @@ pub(crate) struct State {
     clock_offset_ms: AtomicU64,
     /// Notified when rows are stored or a request ends, for waits without polling.
     pub(crate) changed: Arc<Notify>,
+    /// `http://127.0.0.1:PORT`, for issuer URLs and the token endpoint's own URL.
+    pub(crate) base_url: String,
+    /// The AWS account's outbound-federation issuer and the second ("external") issuer.
+    pub(crate) issuers: Issuers,
+}
+
+/// The emulator's two OIDC issuers. Keys are made on first use, so emulators that never
+/// federate never pay for RSA key generation.
+#[derive(Debug)]
+pub(crate) struct Issuers {
+    pub(crate) aws: Issuer,
+    pub(crate) external: Issuer,
+}
+
+/// One OIDC issuer hosted by the emulator at `{base}{path}`.
+#[derive(Debug)]
+pub(crate) struct Issuer {
+    /// e.g. `/aws-outbound/<uuid>`.
+    pub(crate) path: String,
+    keys: OnceLock<Result<SigningKeys, String>>,
+}
+
+impl Issuer {
+    fn new(prefix: &str) -> Self {
+        Issuer {
+            path: format!("/{prefix}/{}", uuid::Uuid::new_v4()),
+            keys: OnceLock::new(),
+        }
+    }
+
+    /// The signing keys (generated on first call).
+    pub(crate) fn keys(&self) -> Result<&SigningKeys, String> {
+        self.keys
+            .get_or_init(SigningKeys::generate)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 impl State {
-    pub(crate) fn new(config: EmulatorConfig) -> Self {
+    pub(crate) fn new(mut config: EmulatorConfig, base_url: String) -> Self {
+        let issuers = Issuers {
+            aws: Issuer::new("aws-outbound"),
+            external: Issuer::new("external"),
+        };
+        for credential in &mut config.federated_credentials {
+            if credential.issuer == AWS_ISSUER_PLACEHOLDER {
+                credential.issuer = format!("{base_url}{}", issuers.aws.path);
+            } else if credential.issuer == EXTERNAL_ISSUER_PLACEHOLDER {
+                credential.issuer = format!("{base_url}{}", issuers.external.path);
+            }
+        }
         let faults = config.faults.clone();
         let mut inner = Inner {
             faults: Faults::default(),
@@ -142,6 +209,9 @@ impl State {
             tokens_used: HashSet::new(),
             rows: Vec::new(),
             stats: Stats::default(),
+            sts_callers: HashMap::new(),
+            federated_credentials: Vec::new(),
+            certificates: Vec::new(),
         };
         inner.set_faults(faults);
         State {
@@ -151,7 +221,41 @@ impl State {
             connections: Arc::new(AtomicU64::new(0)),
             clock_offset_ms: AtomicU64::new(0),
             changed: Arc::new(Notify::new()),
+            base_url,
+            issuers,
         }
+    }
+
+    /// The AWS account's issuer URL.
+    pub(crate) fn aws_issuer(&self) -> String {
+        format!("{}{}", self.base_url, self.issuers.aws.path)
+    }
+
+    /// The external issuer's URL.
+    pub(crate) fn external_issuer(&self) -> String {
+        format!("{}{}", self.base_url, self.issuers.external.path)
+    }
+
+    /// The configured federated credentials and those added since.
+    pub(crate) fn federated_credentials(&self) -> Vec<FederatedCredential> {
+        let mut all = self.config.federated_credentials.clone();
+        all.extend(self.lock().federated_credentials.iter().cloned());
+        all
+    }
+
+    /// The configured certificates and those added since.
+    pub(crate) fn certificates(&self) -> Vec<String> {
+        let mut all = self.config.certificates.clone();
+        all.extend(self.lock().certificates.iter().cloned());
+        all
+    }
+
+    /// The issuer hosted here whose URL is `url`.
+    pub(crate) fn hosted_issuer(&self, url: &str) -> Option<&Issuer> {
+        let path = url.strip_prefix(self.base_url.as_str())?;
+        [&self.issuers.aws, &self.issuers.external]
+            .into_iter()
+            .find(|issuer| issuer.path == path.trim_end_matches('/'))
     }
 
     /// The emulator's time: the system's plus any [`State::advance_clock`].

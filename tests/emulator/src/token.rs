@@ -13,12 +13,16 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::assertion;
 use crate::config::EmulatorConfig;
 use crate::faults;
 use crate::state::{IssuedToken, State};
 
 /// The only grant this endpoint serves. Source: docs/emulator-facts.md §2.1.
 const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2). Source: docs/emulator-facts.md §2.5.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How long a token is, at most, in the issued-token map past its expiry (keeps expired ones
 /// recognisable as "expired" rather than "unknown").
@@ -107,6 +111,88 @@ fn issue(
             ),
         ));
     }
+    let grant = match form.get("client_assertion") {
+        Some(assertion) => {
+            if basic.is_some() || form.get("client_secret").is_some() {
+                // Emulator-defined: one credential per request (docs/emulator-facts.md §7).
+                return Err(entra_error(
+                    config,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    90023,
+                    "InvalidRequest - The authentication service request isn't valid: both a client secret and a client assertion were sent (emulator).",
+                ));
+            }
+            let assertion_type = form.require(config, "client_assertion_type")?;
+            if assertion_type != JWT_BEARER {
+                return Err(entra_error(
+                    config,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    90023,
+                    &format!(
+                        "InvalidRequest - The authentication service request isn't valid: client_assertion_type must be '{JWT_BEARER}', not '{assertion_type}' (emulator)."
+                    ),
+                ));
+            }
+            assertion::check(state, tenant, &client_id, assertion)?
+        }
+        None => {
+            check_secret(config, &basic, &form, &client_id)?;
+            Grant::ClientSecret
+        }
+    };
+    let scope = form.require(config, "scope")?;
+    let audience = config.audience();
+    let scope_ok =
+        scope == format!("{audience}/.default") || scope == format!("{audience}//.default");
+    if !scope_ok {
+        return Err(entra_error(
+            config,
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            70011,
+            &format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
+        ));
+    }
+    let lifetime = lifetime_secs(state);
+    let (token, issued) = mint(config, &client_id, audience, lifetime, state.now());
+    remember(state, &token, issued);
+    {
+        let mut inner = state.lock();
+        match grant {
+            Grant::ClientSecret => inner.stats.client_secret_grants += 1,
+            Grant::FederatedAssertion => inner.stats.federated_assertion_grants += 1,
+            Grant::CertificateAssertion => inner.stats.certificate_assertion_grants += 1,
+        }
+    }
+    tracing::info!(client_id = %client_id, expires_in = lifetime, grant = ?grant, "Token issued.");
+    Ok(Json(json!({
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
+        "access_token": token,
+    }))
+    .into_response())
+}
+
+/// Which credential a token was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grant {
+    ClientSecret,
+    FederatedAssertion,
+    CertificateAssertion,
+}
+
+/// Checks the client secret (form or Basic), in Entra's words.
+fn check_secret(
+    config: &EmulatorConfig,
+    basic: &Option<(String, String)>,
+    form: &Form,
+    client_id: &str,
+) -> Result<(), Response> {
     let secret = match (&basic, form.get("client_secret")) {
         (Some((_, secret)), _) => secret.clone(),
         (None, Some(secret)) => secret.to_string(),
@@ -132,32 +218,7 @@ fn issue(
             ),
         ));
     }
-    let scope = form.require(config, "scope")?;
-    let audience = config.audience();
-    let scope_ok =
-        scope == format!("{audience}/.default") || scope == format!("{audience}//.default");
-    if !scope_ok {
-        return Err(entra_error(
-            config,
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            70011,
-            &format!(
-                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
-            ),
-        ));
-    }
-    let lifetime = lifetime_secs(state);
-    let (token, issued) = mint(config, &client_id, audience, lifetime, state.now());
-    remember(state, &token, issued);
-    tracing::info!(client_id = %client_id, expires_in = lifetime, "Token issued.");
-    Ok(Json(json!({
-        "token_type": "Bearer",
-        "expires_in": lifetime,
-        "ext_expires_in": lifetime,
-        "access_token": token,
-    }))
-    .into_response())
+    Ok(())
 }
 
 /// The lifetime of a token issued now: the fault's, else the configured one.
