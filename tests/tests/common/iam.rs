@@ -338,6 +338,8 @@ fn choose(value: &Value, conditions: &BTreeMap<String, bool>) -> Value {
 pub(crate) struct Names {
     refs: BTreeMap<String, String>,
     attributes: BTreeMap<String, String>,
+    /// The template's `Mappings`, for `Fn::FindInMap`.
+    mappings: Value,
 }
 
 impl Names {
@@ -410,6 +412,17 @@ impl Names {
                         Value::String(self.attribute(id, attribute))
                     }
                     "Fn::Sub" => Value::String(self.sub(argument)),
+                    "Fn::FindInMap" => {
+                        let keys = self.resolve(argument);
+                        let path: Vec<String> = as_list(&keys)
+                            .iter()
+                            .map(|key| as_str(key, "FindInMap").to_string())
+                            .collect();
+                        let found =
+                            &self.mappings[path[0].as_str()][path[1].as_str()][path[2].as_str()];
+                        assert!(!found.is_null(), "!FindInMap {keys}: not in Mappings");
+                        found.clone()
+                    }
                     "Fn::Join" => {
                         let separator = as_str(&argument[0], "Join");
                         let parts = self.resolve(&argument[1]);
@@ -707,6 +720,9 @@ impl Stack {
     ) -> Stack {
         let template = Template::load_with(credential);
         let mut names = Names::pseudo();
+        names.mappings = template.json["Mappings"].clone();
+        // The parameters the roles' policies use (the values Template::load_with assumes).
+        names.set_ref("AzureCloud", "public");
 
         for (id, name) in BUCKETS {
             let resource = template.resource(id);
