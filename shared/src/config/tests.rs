@@ -796,7 +796,9 @@ mod credentials {
 
     #[test]
     fn two_credentials_at_once_are_refused_naming_both() {
-        let cases: [(&[(&str, &str)], [&str; 2]); 4] = [
+        // (variables set, the two names the refusal must give)
+        type Case<'a> = (&'a [(&'a str, &'a str)], [&'a str; 2]);
+        let cases: [Case<'_>; 4] = [
             (
                 &[
                     ("AZURE_CLIENT_SECRET", "Xy7Q~secret"),
