@@ -202,9 +202,20 @@ pub fn missing_variables(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String>
         if !set("AZURE_CLIENT_ID") {
             missing.push("AZURE_CLIENT_ID (Application (client) ID)".to_string());
         }
-        if !set("AZURE_CLIENT_SECRET") && !set("AZURE_CLIENT_SECRET_ARN") {
+        let federation = lookup("LOGRELAY_AWS_FEDERATION").is_some_and(|value| {
+            matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on"
+            )
+        });
+        let any_credential = federation
+            || crate::auth::credential::CREDENTIAL_VARIABLES
+                .iter()
+                .filter(|name| **name != "LOGRELAY_AWS_FEDERATION")
+                .any(|name| set(name));
+        if !any_credential {
             missing.push(
-                "AZURE_CLIENT_SECRET (the client secret's Value; or AZURE_CLIENT_SECRET_ARN, or a managed identity)"
+                "AZURE_CLIENT_SECRET (the client secret's Value; or AZURE_CLIENT_SECRET_ARN, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE, LOGRELAY_AWS_FEDERATION=true on AWS, or a managed identity)"
                     .to_string(),
             );
         }
@@ -407,6 +418,7 @@ fn describe_config(config: &Config) -> String {
             Some(id) => format!("managed identity (user-assigned {id})"),
             None => "managed identity (system-assigned)".to_string(),
         },
+        other => other.describe(),
     };
     format!(
         "tenant {}, client {}, {credential}, cloud {}",

@@ -181,7 +181,7 @@ impl Relay {
         config: &Config,
         dead_letter: Arc<dyn DeadLetterSink>,
         decode: DecodeOptions,
-        secrets: Option<Arc<dyn auth::SecretSource>>,
+        secrets: impl Into<auth::CredentialSources>,
     ) -> Result<Relay> {
         crate::http::require_tls_or_loopback("LOGS_INGESTION_ENDPOINT", &config.endpoint.base)?;
         let http = crate::http::build_client(config.tuning.request_timeout)?;

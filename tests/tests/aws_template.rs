@@ -16,7 +16,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::iam::{as_list, Template, CODE_CALLS};
+use common::iam::{as_list, Template, AWS_FEDERATION, CLIENT_SECRET, CODE_CALLS};
 use common::repo;
 use serde_json::Value;
 
@@ -33,7 +33,8 @@ const SQS_EVENT_SOURCE_ACTIONS: &[&str] = &[
 /// message's visibility while a batch is in flight.
 const SQS_OPTIONAL_ACTIONS: &[&str] = &["sqs:ChangeMessageVisibility"];
 
-/// Source files whose SDK calls are mapped: the library's AWS adapters and every function.
+/// Source files whose SDK calls are mapped: the library's AWS adapters (and the STS
+/// credential in auth/) and every function.
 fn sources() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -47,6 +48,7 @@ fn sources() -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     walk(&repo().join("shared/src/aws"), &mut out);
+    walk(&repo().join("shared/src/auth"), &mut out);
     for function in std::fs::read_dir(repo().join("functions"))
         .unwrap()
         .flatten()
@@ -177,10 +179,25 @@ fn granted(template: &Template, function: &str) -> BTreeSet<String> {
     actions
 }
 
-/// What each function needs: the code's calls and the platform's, action -> reasons.
-fn needed(template: &Template) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+/// The template under each `EntraCredential`, with its name.
+fn each_credential() -> [(&'static str, Template); 2] {
+    [
+        (CLIENT_SECRET, Template::load_with(CLIENT_SECRET)),
+        (AWS_FEDERATION, Template::load_with(AWS_FEDERATION)),
+    ]
+}
+
+/// What each function needs with `credential`: the code's calls and the platform's,
+/// action -> reasons.
+fn needed(
+    template: &Template,
+    credential: &str,
+) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
     let mut needs: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for call in CODE_CALLS {
+    for call in CODE_CALLS
+        .iter()
+        .filter(|call| call.credential.is_none_or(|only| only == credential))
+    {
         for function in call.functions {
             for action in call.actions {
                 needs
@@ -262,17 +279,18 @@ fn every_sdk_call_in_the_code_is_mapped_to_the_iam_actions_it_needs() {
 
 #[test]
 fn every_role_grants_each_action_its_function_needs() {
-    let template = Template::load();
     let mut missing = Vec::new();
-    for (function, actions) in needed(&template) {
-        let granted = granted(&template, &function);
-        for (action, reasons) in actions {
-            if !granted.contains(&action) {
-                missing.push(format!(
-                    "{} lacks {action}, needed by {}",
-                    template.function_role(&function),
-                    reasons.join("; ")
-                ));
+    for (credential, template) in each_credential() {
+        for (function, actions) in needed(&template, credential) {
+            let granted = granted(&template, &function);
+            for (action, reasons) in actions {
+                if !granted.contains(&action) {
+                    missing.push(format!(
+                        "{credential}: {} lacks {action}, needed by {}",
+                        template.function_role(&function),
+                        reasons.join("; ")
+                    ));
+                }
             }
         }
     }
@@ -281,18 +299,119 @@ fn every_role_grants_each_action_its_function_needs() {
 
 #[test]
 fn no_role_grants_an_action_that_neither_its_code_nor_lambda_needs() {
-    let template = Template::load();
-    let needs = needed(&template);
-    for (function, _) in template.of_type("AWS::Serverless::Function") {
-        let needed = needs.get(function).cloned().unwrap_or_default();
-        for action in granted(&template, function) {
-            assert!(
-                needed.contains_key(&action),
-                "{} grants {action}, which nothing {function} does needs",
-                template.function_role(function)
-            );
+    for (credential, template) in each_credential() {
+        let needs = needed(&template, credential);
+        for (function, _) in template.of_type("AWS::Serverless::Function") {
+            let needed = needs.get(function).cloned().unwrap_or_default();
+            for action in granted(&template, function) {
+                assert!(
+                    needed.contains_key(&action),
+                    "{credential}: {} grants {action}, which nothing {function} does needs",
+                    template.function_role(function)
+                );
+            }
         }
     }
+}
+
+#[test]
+fn with_aws_federation_no_client_secret_exists_and_the_roles_may_ask_sts_only_for_the_entra_audience(
+) {
+    let template = Template::load_with(AWS_FEDERATION);
+    assert!(
+        template
+            .of_type("AWS::SecretsManager::Secret")
+            .all(|(id, _)| id != "ClientSecretSecret"),
+        "a client-secret secret is created with AwsFederation"
+    );
+    let globals = &template.json["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(globals["LOGRELAY_AWS_FEDERATION"], "true");
+    assert!(
+        globals.get("AZURE_CLIENT_SECRET_ARN").is_none(),
+        "{globals}"
+    );
+    for (function, _) in template.of_type("AWS::Serverless::Function") {
+        let role = template.function_role(function);
+        let statements: Vec<Value> = template
+            .role_policies(&role)
+            .iter()
+            .flat_map(|(_, document)| as_list(&document["Statement"]))
+            .collect();
+        let sts: Vec<&Value> = statements
+            .iter()
+            .filter(|statement| {
+                as_list(&statement["Action"])
+                    .iter()
+                    .any(|a| a == "sts:GetWebIdentityToken")
+            })
+            .collect();
+        assert_eq!(sts.len(), 1, "{role}: {statements:#?}");
+        // Audience-limited: the condition key AWS documents for GetWebIdentityToken, with
+        // the template's mapping for the public cloud.
+        let audience =
+            &sts[0]["Condition"]["ForAnyValue:StringEquals"]["sts:IdentityTokenAudience"];
+        assert_eq!(
+            audience["Fn::FindInMap"],
+            serde_json::json!(["FederationAudience", {"Ref": "AzureCloud"}, "Audience"]),
+            "{role}: {}",
+            sts[0]
+        );
+        assert!(
+            !statements
+                .iter()
+                .any(|statement| as_list(&statement["Resource"])
+                    .iter()
+                    .any(|r| r.get("Ref") == Some(&Value::from("ClientSecretSecret")))),
+            "{role} still names the client secret"
+        );
+    }
+    assert_eq!(
+        template.json["Mappings"]["FederationAudience"]["public"]["Audience"],
+        "api://AzureADTokenExchange"
+    );
+    let outputs = template.json["Outputs"].as_object().unwrap();
+    for output in [
+        "FederationSubjects",
+        "FederationAudience",
+        "FederationIssuer",
+        "FederatedCredentialCommand",
+    ] {
+        assert!(outputs.contains_key(output), "no {output} output");
+    }
+    assert!(!outputs.contains_key("ClientSecretArn"));
+    let subjects = serde_json::to_string(&outputs["FederationSubjects"]["Value"]).unwrap();
+    for role in ["S3ForwarderRole", "SqsForwarderRole", "HttpForwarderRole"] {
+        assert!(
+            subjects.contains(role),
+            "FederationSubjects lacks {role}: {subjects}"
+        );
+    }
+    assert!(outputs["FederationIssuer"]["Value"]
+        .as_str()
+        .unwrap()
+        .contains("get-outbound-web-identity-federation-info"));
+}
+
+#[test]
+fn with_a_client_secret_no_role_may_call_sts_and_the_secret_is_required() {
+    let template = Template::load_with(CLIENT_SECRET);
+    assert!(template
+        .of_type("AWS::SecretsManager::Secret")
+        .any(|(id, _)| id == "ClientSecretSecret"));
+    let globals = &template.json["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(globals["LOGRELAY_AWS_FEDERATION"], "false");
+    for (function, _) in template.of_type("AWS::Serverless::Function") {
+        assert!(!granted(&template, function)
+            .iter()
+            .any(|action| action.starts_with("sts:")));
+    }
+    // The rule that refuses an empty ClientSecret in this mode.
+    let rule = &template.json["Rules"]["SecretGivenWhenUsed"];
+    assert_eq!(
+        rule["RuleCondition"]["Fn::Equals"][1], "ClientSecret",
+        "{rule}"
+    );
+    assert!(template.json["Outputs"].get("FederationSubjects").is_none());
 }
 
 /// The logical ids a value references with `Ref` (through `Fn::If` and lists).

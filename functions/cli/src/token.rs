@@ -18,14 +18,20 @@ pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
         Err(error) => {
             let advice = explain_token_error(&error);
             eprintln!("logrelay: {error}");
+            eprintln!(
+                "  credential: {}",
+                logrelay_core::auth::credential_used(&config.auth)
+            );
             eprintln!("  fix: {}", advice.fix);
             eprintln!("  where: {}", advice.portal);
             return Ok(ExitCode::from(1));
         }
     };
     let facts = describe_token(&token);
+    let credential = logrelay_core::auth::credential_used(&config.auth);
     if json {
         let mut value = serde_json::to_value(&facts).map_err(|error| error.to_string())?;
+        value["credential"] = serde_json::Value::String(credential.clone());
         if show {
             value["token"] = serde_json::Value::String(token.secret.expose().to_string());
         }
@@ -33,7 +39,7 @@ pub(crate) async fn run(show: bool, json: bool) -> Result<ExitCode, String> {
     } else {
         let or_unknown = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".into());
         let mut text = format!(
-            "audience  {}\ntenant    {}\napp id    {}\nexpires   {} (in {} min)\n",
+            "credential {credential}\naudience  {}\ntenant    {}\napp id    {}\nexpires   {} (in {} min)\n",
             or_unknown(&facts.audience),
             or_unknown(&facts.tenant),
             or_unknown(&facts.app_id),

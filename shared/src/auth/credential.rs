@@ -1,6 +1,8 @@
 //! Who the relay is to Entra ID: the cloud (authority host and token scope) and the
 //! credential, parsed from their variables with messages a person can act on.
 
+use std::path::PathBuf;
+
 use url::Url;
 
 use crate::http::{parse_host_url, require_tls_or_loopback};
@@ -84,6 +86,15 @@ pub enum Credential {
         header: Secret,
         client_id: Option<String>,
     },
+    /// `LOGRELAY_AWS_FEDERATION=true`: the function's IAM role gets a JWT from STS
+    /// `GetWebIdentityToken` with `audience` and presents it to Entra (no secret anywhere).
+    AwsFederation { audience: String },
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`: a PEM with the certificate and its private key;
+    /// `send_chain` from `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` (the `x5c` header).
+    Certificate { path: PathBuf, send_chain: bool },
+    /// `AZURE_FEDERATED_TOKEN_FILE`: a JWT another platform writes and renews (Kubernetes
+    /// workload identity), read again when it changes.
+    FederatedTokenFile { path: PathBuf },
 }
 
 impl Credential {
@@ -98,9 +109,50 @@ impl Credential {
                 Some(id) => format!("managed identity (user-assigned, client id {id})"),
                 None => "managed identity (system-assigned)".into(),
             },
+            Credential::AwsFederation { audience } => format!(
+                "AWS web identity federation (LOGRELAY_AWS_FEDERATION: STS GetWebIdentityToken, audience {audience})"
+            ),
+            Credential::Certificate { path, send_chain } => format!(
+                "certificate (AZURE_CLIENT_CERTIFICATE_PATH {}{})",
+                path.display(),
+                if *send_chain { ", chain sent" } else { "" }
+            ),
+            Credential::FederatedTokenFile { path } => format!(
+                "federated token file (AZURE_FEDERATED_TOKEN_FILE {})",
+                path.display()
+            ),
         }
     }
+
+    /// Whether Entra sees a federated assertion (its errors name the federated credential).
+    pub fn is_federated(&self) -> bool {
+        matches!(
+            self,
+            Credential::AwsFederation { .. } | Credential::FederatedTokenFile { .. }
+        )
+    }
 }
+
+/// The audience a federated identity credential takes, per cloud. Source:
+/// <https://learn.microsoft.com/entra/workload-id/workload-identity-federation-create-trust#important-considerations-and-restrictions>
+/// (`api://AzureADTokenExchange`; the national clouds have their own).
+pub fn token_exchange_audience(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Public => "api://AzureADTokenExchange",
+        Cloud::UsGovernment => "api://AzureADTokenExchangeUSGov",
+        Cloud::China => "api://AzureADTokenExchangeChina",
+    }
+}
+
+/// The variables that each select a credential, in precedence order: setting two of them
+/// (other than the secret and its ARN, where the secret wins) is refused.
+pub const CREDENTIAL_VARIABLES: [&str; 5] = [
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_SECRET_ARN",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "LOGRELAY_AWS_FEDERATION",
+];
 
 /// Everything needed to get a token.
 #[derive(Debug, Clone)]
@@ -146,7 +198,7 @@ pub(crate) fn read_auth(get: Lookup<'_>, warnings: &mut Vec<String>) -> Result<A
 
     let tenant_id = get("AZURE_TENANT_ID");
     let client_id = get("AZURE_CLIENT_ID");
-    let credential = read_credential(get, client_id.clone(), warnings)?;
+    let credential = read_credential(get, cloud, client_id.clone(), warnings)?;
     let managed = matches!(credential, Some(Credential::ManagedIdentity { .. }));
     let tenant_id = match tenant_id {
         Some(tenant) => validate_tenant(&tenant)?,
@@ -177,7 +229,7 @@ pub(crate) fn read_auth(get: Lookup<'_>, warnings: &mut Vec<String>) -> Result<A
     };
     let credential = credential.ok_or(Error::MissingConfig {
         name: "AZURE_CLIENT_SECRET",
-        hint: "the client secret's Value from Certificates & secrets; alternatives: AZURE_CLIENT_SECRET_ARN (AWS Secrets Manager) or a managed identity (IDENTITY_ENDPOINT + IDENTITY_HEADER, set by App Service)",
+        hint: "the client secret's Value from Certificates & secrets; alternatives: AZURE_CLIENT_SECRET_ARN (AWS Secrets Manager), LOGRELAY_AWS_FEDERATION=true (AWS, no secret), AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE, or a managed identity (IDENTITY_ENDPOINT + IDENTITY_HEADER, set by App Service)",
     })?;
     Ok(AuthConfig {
         cloud,
@@ -189,12 +241,91 @@ pub(crate) fn read_auth(get: Lookup<'_>, warnings: &mut Vec<String>) -> Result<A
     })
 }
 
-/// The credential in order of precedence: secret, secret ARN, managed identity; `None` if none.
+/// `LOGRELAY_AWS_FEDERATION`: true/false (also 1/0, yes/no, on/off); unset is false.
+fn read_flag(get: Lookup<'_>, name: &str) -> Result<bool> {
+    match get(name) {
+        None => Ok(false),
+        Some(value) => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(Error::invalid(
+                name,
+                format!("`{value}` is not true or false"),
+            )),
+        },
+    }
+}
+
+/// Refuses two credentials at once (the secret with its ARN excepted), naming both.
+fn refuse_ambiguous(get: Lookup<'_>) -> Result<()> {
+    let mut chosen: Vec<&str> = Vec::new();
+    for name in CREDENTIAL_VARIABLES {
+        let set = if name == "LOGRELAY_AWS_FEDERATION" {
+            read_flag(get, name)?
+        } else {
+            get(name).is_some()
+        };
+        if set {
+            chosen.push(name);
+        }
+    }
+    // A secret and its Secrets Manager ARN are one credential (the secret wins, with a warning).
+    let kinds: Vec<&str> = chosen
+        .iter()
+        .copied()
+        .filter(|name| {
+            !(*name == "AZURE_CLIENT_SECRET_ARN" && chosen.contains(&"AZURE_CLIENT_SECRET"))
+        })
+        .collect();
+    if kinds.len() > 1 {
+        return Err(Error::invalid(
+            kinds[0],
+            format!(
+                "{} each select a credential and are set together; set exactly one (README, Credentials)",
+                kinds.join(" and ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The credential: at most one of secret (or its ARN), certificate, federated token file and
+/// AWS federation; else the managed identity; `None` if none.
 fn read_credential(
     get: Lookup<'_>,
+    cloud: Cloud,
     client_id: Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Credential>> {
+    refuse_ambiguous(get)?;
+    if get("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some() {
+        return Err(Error::invalid(
+            "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+            "password-protected certificates (encrypted PEM or PFX) are not supported; give AZURE_CLIENT_CERTIFICATE_PATH an unencrypted PEM (`openssl pkcs12 -in cert.pfx -out cert.pem -nodes`) and protect the file instead",
+        ));
+    }
+    let send_chain = read_flag(get, "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")?;
+    if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
+        return Ok(Some(Credential::Certificate {
+            path: PathBuf::from(path),
+            send_chain,
+        }));
+    }
+    if send_chain {
+        warnings.push(
+            "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN is set but AZURE_CLIENT_CERTIFICATE_PATH is not; it is ignored".into(),
+        );
+    }
+    if let Some(path) = get("AZURE_FEDERATED_TOKEN_FILE") {
+        return Ok(Some(Credential::FederatedTokenFile {
+            path: PathBuf::from(path),
+        }));
+    }
+    if read_flag(get, "LOGRELAY_AWS_FEDERATION")? {
+        return Ok(Some(Credential::AwsFederation {
+            audience: token_exchange_audience(cloud).to_string(),
+        }));
+    }
     if let Some(secret) = get("AZURE_CLIENT_SECRET") {
         if get("AZURE_CLIENT_SECRET_ARN").is_some() {
             warnings.push(

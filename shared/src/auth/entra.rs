@@ -71,16 +71,7 @@ impl ClientSecretProvider {
 
     /// The token endpoint, `{authority}/{tenant}/oauth2/v2.0/token`.
     pub fn token_url(&self) -> Url {
-        let mut url = self.authority_host.clone();
-        url.set_query(None);
-        if let Ok(mut segments) = url.path_segments_mut() {
-            // `push` percent-encodes, so the tenant cannot change the path's shape.
-            segments
-                .clear()
-                .push(&self.tenant_id)
-                .extend(["oauth2", "v2.0", "token"]);
-        }
-        url
+        token_url(&self.authority_host, &self.tenant_id)
     }
 
     /// One token request with `secret`.
@@ -144,6 +135,20 @@ impl TokenProvider for ClientSecretProvider {
     }
 }
 
+/// The token endpoint, `{authority}/{tenant}/oauth2/v2.0/token`.
+pub(crate) fn token_url(authority_host: &Url, tenant_id: &str) -> Url {
+    let mut url = authority_host.clone();
+    url.set_query(None);
+    if let Ok(mut segments) = url.path_segments_mut() {
+        // `push` percent-encodes, so the tenant cannot change the path's shape.
+        segments
+            .clear()
+            .push(tenant_id)
+            .extend(["oauth2", "v2.0", "token"]);
+    }
+    url
+}
+
 /// Whether Entra refused the secret itself (so a rotated secret may help).
 fn rejects_secret(error: &Error) -> bool {
     matches!(error, Error::Token { code, .. }
@@ -151,7 +156,7 @@ fn rejects_secret(error: &Error) -> bool {
 }
 
 /// Host and port only: never the path, query or body.
-fn host_of(url: &Url) -> String {
+pub(crate) fn host_of(url: &Url) -> String {
     match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_string(),
@@ -160,7 +165,7 @@ fn host_of(url: &Url) -> String {
 }
 
 /// A transport failure described by its cause chain, without the URL.
-fn transport(host: &str, error: reqwest::Error) -> Error {
+pub(crate) fn transport(host: &str, error: reqwest::Error) -> Error {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -215,7 +220,10 @@ impl Seconds {
 }
 
 /// Parses a token response; the error text never quotes the body (it holds the token).
-fn parse_token(body: &[u8], issued_at: SystemTime) -> std::result::Result<AccessToken, String> {
+pub(crate) fn parse_token(
+    body: &[u8],
+    issued_at: SystemTime,
+) -> std::result::Result<AccessToken, String> {
     let response: TokenResponse = serde_json::from_slice(body).map_err(|error| {
         format!(
             "the token response is not the expected JSON ({:?} error at line {} column {})",
@@ -262,7 +270,7 @@ struct ErrorResponse {
 }
 
 /// Turns a refusal into [`Error::Token`]; the secret is scrubbed from anything Entra echoed.
-fn parse_refusal(status: u16, body: &[u8], secret: &Secret) -> Error {
+pub(crate) fn parse_refusal(status: u16, body: &[u8], secret: &Secret) -> Error {
     let response: ErrorResponse = serde_json::from_slice(body).unwrap_or_default();
     let mut description = response.error_description;
     if !secret.is_empty() {
@@ -285,6 +293,23 @@ fn code_in(text: &str) -> Option<u64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// The part of Entra's description that says what it saw (issuer, subject, audience), first
+/// line only; federation errors name it, and it holds no secret.
+fn seen(description: &str) -> String {
+    let first: String = description
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(400)
+        .collect();
+    match first.find("assertion") {
+        Some(_) if !first.is_empty() => format!(" (Entra: {first})"),
+        _ => String::new(),
+    }
 }
 
 /// What a token refusal means and what to do: `(code, advice, permanent)`.
@@ -315,7 +340,14 @@ pub fn advice_for(
         Some(70_011 | 1_002_012) => "the token scope was refused: the scope follows AZURE_CLOUD (https://monitor.azure.com/.default for public, .us for usgovernment, .cn for china); check AZURE_CLOUD".into(),
         Some(7_000_218 | 900_144) => "the token request lacked a required parameter: check that AZURE_CLIENT_SECRET (or the Secrets Manager secret) is set and not empty, and AZURE_CLIENT_ID is set".into(),
         Some(90_055 | 90_024) => "Entra is throttling token requests; the relay will retry later".into(),
-        Some(70_021) => "no matching federated identity credential yet; a new one can take a few minutes to propagate".into(),
+        Some(70_021) => format!("no federated identity credential on the app registration matches the assertion's issuer, subject and audience: add one (`az ad app federated-credential create`, infra/README.md) with exactly what the token carries; a new one can take a few minutes to propagate{}", seen(description)),
+        Some(700_211) => format!("no federated identity credential has the assertion's issuer: set the federated credential's issuer to the token's `iss` exactly (AWS: `aws iam get-outbound-web-identity-federation-info`; Kubernetes: the cluster's OIDC issuer URL){}", seen(description)),
+        Some(700_212) => format!("the federated identity credential's audience does not match the assertion's `aud`: register api://AzureADTokenExchange (…USGov / …China in the national clouds) as the federated credential's audience{}", seen(description)),
+        Some(700_213) => format!("the federated identity credential's subject does not match the assertion's `sub`: for AWS the subject is the function role's ARN (the stack's FederationSubjects output), for Kubernetes system:serviceaccount:<namespace>:<name>; fix the federated credential's subject{}", seen(description)),
+        Some(700_024) => "the client assertion is not within its valid time range (expired or not yet valid): check the system clock of the host (clock skew), and for AZURE_FEDERATED_TOKEN_FILE that the platform renews the file".into(),
+        Some(50_027) => "the client assertion is not a valid JWT: check AZURE_FEDERATED_TOKEN_FILE holds the platform's token (or the certificate PEM in AZURE_CLIENT_CERTIFICATE_PATH)".into(),
+        Some(700_027) => "the client assertion's signature did not verify: upload this certificate's public part to the app registration (Certificates & secrets > Certificates); the x5t#S256 header names its SHA-256 thumbprint".into(),
+        Some(700_023) => "the client assertion's audience is wrong: it must be the token endpoint of this tenant; check AZURE_TENANT_ID and AZURE_AUTHORITY_HOST".into(),
         Some(7_000_112) => "the application is disabled in this tenant: enable the app registration's service principal (Enterprise applications)".into(),
         Some(53_003) => "a Conditional Access policy blocked the token: exempt this service principal or allow its location".into(),
         _ if transient_status => format!("Entra answered HTTP {status}; this is usually temporary and the request will be retried"),
@@ -347,7 +379,14 @@ mod tests {
     fn refusals_map_to_actionable_advice() {
         // (status, error, error_codes, description, code, advice contains, permanent)
         type Case<'a> = (u16, &'a str, &'a [u64], &'a str, &'a str, &'a str, bool);
-        let cases: [Case<'_>; 17] = [
+        let cases: [Case<'_>; 24] = [
+            (400, "invalid_client", &[70021], "AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: 'https://i'. Assertion Subject: 'arn:aws:iam::1:role/r'. Assertion Audience: 'api://AzureADTokenExchange'.", "AADSTS70021", "federated identity credential", false),
+            (400, "invalid_client", &[700211], "AADSTS700211: No matching federated identity record found for presented assertion issuer 'https://i'.", "AADSTS700211", "issuer", true),
+            (400, "invalid_client", &[700212], "AADSTS700212: No matching federated identity record found for presented assertion audience 'api://wrong'.", "AADSTS700212", "federated identity credential's audience", true),
+            (400, "invalid_client", &[700213], "AADSTS700213: No matching federated identity record found for presented assertion subject 'arn:aws:iam::1:role/other'.", "AADSTS700213", "federated identity credential's subject", true),
+            (400, "invalid_client", &[700024], "AADSTS700024: Client assertion is not within its valid time range.", "AADSTS700024", "clock", true),
+            (400, "invalid_client", &[50027], "AADSTS50027: JWT token is invalid or malformed.", "AADSTS50027", "not a valid JWT", true),
+            (401, "invalid_client", &[700027], "AADSTS700027: Client assertion failed signature validation.", "AADSTS700027", "Certificates & secrets", true),
             (401, "invalid_client", &[7000215], "AADSTS7000215: Invalid client secret provided.", "AADSTS7000215", "not its *Secret ID*", true),
             (401, "invalid_client", &[], "AADSTS7000215: Invalid client secret provided.", "AADSTS7000215", "*Value*", true),
             (401, "invalid_client", &[7000222], "AADSTS7000222: InvalidClientSecretExpiredKeysProvided", "AADSTS7000222", "expired: create a new one", true),

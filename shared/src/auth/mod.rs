@@ -6,10 +6,16 @@
 //! - [`refresh_at`] is the pure refresh decision.
 //! - [`build_provider`] turns an [`AuthConfig`] into the right provider.
 
+pub mod assertion;
+#[cfg(feature = "aws")]
+pub mod aws_federation;
+pub mod certificate;
 pub mod credential;
 pub mod entra;
+pub mod federated_file;
 pub mod managed_identity;
 
+pub use assertion::{AssertionSource, ClientAssertionProvider};
 pub use credential::{AuthConfig, Cloud, Credential};
 
 use std::fmt;
@@ -299,13 +305,47 @@ impl SecretSource for StaticSecret {
     }
 }
 
-/// The provider for `auth`: Entra client credentials (secret from the environment or from
-/// `secrets`, e.g. Secrets Manager) or the App Service managed identity.
+/// What a platform adds for the credentials it alone can serve: the Lambda functions' Secrets
+/// Manager secret and STS web identity tokens.
+#[derive(Debug, Default, Clone)]
+pub struct CredentialSources {
+    /// Where `AZURE_CLIENT_SECRET_ARN` is read from.
+    pub secret: Option<Arc<dyn SecretSource>>,
+    /// Where `LOGRELAY_AWS_FEDERATION` gets its assertions (STS `GetWebIdentityToken`).
+    pub web_identity: Option<Arc<dyn AssertionSource>>,
+}
+
+impl From<Option<Arc<dyn SecretSource>>> for CredentialSources {
+    fn from(secret: Option<Arc<dyn SecretSource>>) -> Self {
+        CredentialSources {
+            secret,
+            web_identity: None,
+        }
+    }
+}
+
+/// The provider for `auth`: Entra client credentials (a secret from the environment or from
+/// `sources`, e.g. Secrets Manager; or a client assertion from a certificate, a federated
+/// token file or STS) or the App Service managed identity.
 pub fn build_provider(
     auth: &AuthConfig,
     http: reqwest::Client,
-    secrets: Option<Arc<dyn SecretSource>>,
+    sources: impl Into<CredentialSources>,
 ) -> Result<Arc<dyn TokenProvider>> {
+    let CredentialSources {
+        secret: secrets,
+        web_identity,
+    } = sources.into();
+    let assertion = |source: Arc<dyn AssertionSource>| -> Arc<dyn TokenProvider> {
+        Arc::new(ClientAssertionProvider::new(
+            http.clone(),
+            auth.authority_host.clone(),
+            auth.tenant_id.clone(),
+            auth.client_id.clone(),
+            auth.scope.clone(),
+            source,
+        ))
+    };
     let client_secret = |secrets: Arc<dyn SecretSource>| -> Arc<dyn TokenProvider> {
         Arc::new(entra::ClientSecretProvider::new(
             http.clone(),
@@ -344,7 +384,26 @@ pub fn build_provider(
                 resource,
             )))
         }
+        Credential::Certificate { path, send_chain } => Ok(assertion(Arc::new(
+            certificate::CertificateSource::load(path, auth.client_id.clone(), *send_chain)?,
+        ))),
+        Credential::FederatedTokenFile { path } => Ok(assertion(Arc::new(
+            federated_file::FederatedTokenFile::new(path.clone()),
+        ))),
+        Credential::AwsFederation { .. } => match web_identity {
+            Some(source) => Ok(assertion(source)),
+            None => Err(Error::InvalidConfig {
+                name: "LOGRELAY_AWS_FEDERATION".into(),
+                reason: "AWS web identity federation needs the AWS functions' STS client (it runs as the function's IAM role); the CLI takes AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE".into(),
+            }),
+        },
     }
+}
+
+/// Which credential a provider built by [`build_provider`] for `auth` uses (for `logrelay
+/// token` and doctor).
+pub fn credential_used(auth: &AuthConfig) -> String {
+    auth.credential.describe()
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     /// Secrets Manager (client secret, HTTP token).
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// STS (`GetWebIdentityToken` for `LOGRELAY_AWS_FEDERATION`). Regional: the SDK resolves
+    /// `sts.<region>.amazonaws.com`, and the operation is not on the global endpoint
+    /// (<https://docs.aws.amazon.com/STS/latest/APIReference/API_GetWebIdentityToken.html>).
+    pub sts: aws_sdk_sts::Client,
 }
 
 impl AwsClients {
@@ -53,6 +57,7 @@ impl AwsClients {
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             secrets: aws_sdk_secretsmanager::Client::new(shared),
+            sts: aws_sdk_sts::Client::new(shared),
         }
     }
 }

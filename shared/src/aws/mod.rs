@@ -69,8 +69,22 @@ pub async fn container_from_env() -> Result<Container> {
         ))),
         _ => None,
     };
+    let web_identity: Option<Arc<dyn crate::auth::AssertionSource>> = match &config.auth.credential
+    {
+        Credential::AwsFederation { audience } => Some(Arc::new(
+            crate::auth::aws_federation::StsWebIdentitySource::new(
+                clients.sts.clone(),
+                audience.clone(),
+            ),
+        )),
+        _ => None,
+    };
+    let sources = crate::auth::CredentialSources {
+        secret: secrets,
+        web_identity,
+    };
     let dead_letter = dead_letter_for(&config, &clients)?;
-    let relay = Relay::from_config(&config, dead_letter, decode_options(&config), secrets).await?;
+    let relay = Relay::from_config(&config, dead_letter, decode_options(&config), sources).await?;
     let forwarder = LambdaForwarder {
         relay,
         s3: clients.s3.clone(),

@@ -117,6 +117,20 @@ impl Config {
                 summary.push(("IDENTITY_ENDPOINT", endpoint.to_string()));
                 summary.push(("IDENTITY_HEADER", HIDDEN.to_string()));
             }
+            Credential::AwsFederation { audience } => {
+                summary.push(("LOGRELAY_AWS_FEDERATION", "true".to_string()));
+                summary.push(("federation audience", audience.clone()));
+            }
+            Credential::Certificate { path, send_chain } => {
+                summary.push(("AZURE_CLIENT_CERTIFICATE_PATH", path.display().to_string()));
+                summary.push((
+                    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+                    send_chain.to_string(),
+                ));
+            }
+            Credential::FederatedTokenFile { path } => {
+                summary.push(("AZURE_FEDERATED_TOKEN_FILE", path.display().to_string()));
+            }
         }
         let tuning = &self.tuning;
         summary.extend([

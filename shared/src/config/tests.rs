@@ -727,3 +727,154 @@ fn aws_endpoint_overrides_must_be_https_or_loopback() {
         assert_eq!(named(&error), name, "{error}");
     }
 }
+
+mod credentials {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("AZURE_TENANT_ID", "3f1c2a7e-9b4d-4e58-a6f0-1d2c3b4a5e6f"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("LOGS_INGESTION_ENDPOINT", "https://dce-a.westeurope-1.ingest.monitor.azure.com/dataCollectionRules/dcr-000a00a000a00000a000000aa000a0aa/streams/Custom-KeeperSecurityEvents?api-version=2023-01-01"),
+        ]
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> crate::Result<Config> {
+        let mut vars = base();
+        vars.extend_from_slice(extra);
+        Config::from_lookup(move |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
+    #[test]
+    fn each_secretless_credential_is_read_from_its_variable() {
+        let config = with(&[
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/etc/logrelay/cert.pem"),
+            ("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "true"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(&config.auth.credential, Credential::Certificate { path, send_chain: true } if path.to_str() == Some("/etc/logrelay/cert.pem"))
+        );
+        let config = with(&[(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        )])
+        .unwrap();
+        assert!(matches!(
+            &config.auth.credential,
+            Credential::FederatedTokenFile { .. }
+        ));
+        let config = with(&[("LOGRELAY_AWS_FEDERATION", "true")]).unwrap();
+        assert!(
+            matches!(&config.auth.credential, Credential::AwsFederation { audience } if audience == "api://AzureADTokenExchange")
+        );
+        let config = with(&[
+            ("LOGRELAY_AWS_FEDERATION", "true"),
+            ("AZURE_CLOUD", "usgovernment"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(&config.auth.credential, Credential::AwsFederation { audience } if audience == "api://AzureADTokenExchangeUSGov")
+        );
+        // false is no credential at all.
+        let error = with(&[("LOGRELAY_AWS_FEDERATION", "false")]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::MissingConfig {
+                    name: "AZURE_CLIENT_SECRET",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn two_credentials_at_once_are_refused_naming_both() {
+        // (variables set, the two names the refusal must give)
+        type Case<'a> = (&'a [(&'a str, &'a str)], [&'a str; 2]);
+        let cases: [Case<'_>; 4] = [
+            (
+                &[
+                    ("AZURE_CLIENT_SECRET", "Xy7Q~secret"),
+                    ("AZURE_CLIENT_CERTIFICATE_PATH", "c.pem"),
+                ],
+                ["AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH"],
+            ),
+            (
+                &[
+                    (
+                        "AZURE_CLIENT_SECRET_ARN",
+                        "arn:aws:secretsmanager:us-east-1:1:secret:x",
+                    ),
+                    ("LOGRELAY_AWS_FEDERATION", "true"),
+                ],
+                ["AZURE_CLIENT_SECRET_ARN", "LOGRELAY_AWS_FEDERATION"],
+            ),
+            (
+                &[
+                    ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+                    ("AZURE_CLIENT_CERTIFICATE_PATH", "c.pem"),
+                ],
+                [
+                    "AZURE_CLIENT_CERTIFICATE_PATH",
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                ],
+            ),
+            (
+                &[
+                    ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+                    ("LOGRELAY_AWS_FEDERATION", "1"),
+                ],
+                ["AZURE_FEDERATED_TOKEN_FILE", "LOGRELAY_AWS_FEDERATION"],
+            ),
+        ];
+        for (extra, names) in cases {
+            let message = with(extra).unwrap_err().to_string();
+            for name in names {
+                assert!(message.contains(name), "{message}");
+            }
+            assert!(!message.contains("Xy7Q~secret"), "{message}");
+        }
+        // The secret beside its own ARN stays a warning (the secret wins).
+        let config = with(&[
+            ("AZURE_CLIENT_SECRET", "Xy7Q~secret"),
+            (
+                "AZURE_CLIENT_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:x",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            config.auth.credential,
+            Credential::ClientSecret(_)
+        ));
+    }
+
+    #[test]
+    fn a_certificate_password_and_a_bad_flag_are_refused_with_what_to_do() {
+        let error = with(&[
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "c.pfx"),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pfx-password-value"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("not supported") && error.contains("openssl pkcs12"),
+            "{error}"
+        );
+        assert!(!error.contains("pfx-password-value"), "{error}");
+        let error = with(&[("LOGRELAY_AWS_FEDERATION", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("LOGRELAY_AWS_FEDERATION") && error.contains("true or false"),
+            "{error}"
+        );
+    }
+}

@@ -26,6 +26,12 @@ pub mod portal {
     pub const ROLE_ASSIGNMENT: &str = "Keeper guide, \"Assign permissions on the data collection rule\": your DCR > Access control (IAM) > Add role assignment > Monitoring Metrics Publisher > your app";
     /// The Endpoint URL the Keeper Admin Console (and logrelay) takes.
     pub const ENDPOINT_URL: &str = "Keeper guide, \"Configure Azure Monitor Logs in the Keeper Admin Console\": Endpoint URL = <endpoint>/dataCollectionRules/<immutable id>/streams/<stream>?api-version=2023-01-01";
+    /// Federated identity credentials (AWS federation, federated token file).
+    pub const FEDERATED_CREDENTIAL: &str = "App registrations > your app > Certificates & secrets > Federated credentials (issuer, subject, audience; infra/README.md, \"AWS web identity federation\")";
+    /// The certificate credential.
+    pub const CERTIFICATE: &str = "App registrations > your app > Certificates & secrets > Certificates (upload the certificate's public part)";
+    /// AWS account and role setup for federation.
+    pub const AWS_FEDERATION: &str = "Not a portal step: the AWS account (aws iam enable-outbound-web-identity-federation) and the function role (infra/aws/template.yaml, EntraCredential=AwsFederation)";
     /// Not a portal step: the network path.
     pub const NETWORK: &str =
         "Not a portal step: allow outbound HTTPS (TCP 443) and DNS from where logrelay runs";
@@ -58,7 +64,7 @@ pub fn explain_token_error(error: &Error) -> Advice {
                 portal::NETWORK,
             )
         }
-        Error::MissingConfig { .. } | Error::InvalidConfig { .. } => {
+        Error::MissingConfig { .. } | Error::InvalidConfig { .. } | Error::Path { .. } => {
             return advice(error.to_string(), portal::LOGRELAY_SETTINGS)
         }
         other => other.to_string(),
@@ -69,7 +75,49 @@ pub fn explain_token_error(error: &Error) -> Advice {
             !text[at + code.len()..].starts_with(|c: char| c.is_ascii_digit())
         })
     };
-    if has("7000215") {
+    if text.contains("OutboundWebIdentityFederationDisabled") {
+        advice(
+            "The AWS account has not enabled outbound identity federation, so STS GetWebIdentityToken refuses every role: run `aws iam enable-outbound-web-identity-federation` once (it prints the issuer to register on the federated credential)",
+            portal::AWS_FEDERATION,
+        )
+    } else if text.contains("GetWebIdentityToken")
+        && (text.contains("AccessDenied") || text.contains("not authorized"))
+    {
+        advice(
+            "The function's role may not call sts:GetWebIdentityToken for the Entra audience: deploy the template with EntraCredential=AwsFederation (it adds the permission with the sts:IdentityTokenAudience condition), or add that statement to the role",
+            portal::AWS_FEDERATION,
+        )
+    } else if has("700213") {
+        advice(
+            "AADSTS700213: the federated credential's subject differs from the token's sub. For AWS the subject is the function role's ARN (stack output FederationSubjects); for Kubernetes system:serviceaccount:<namespace>:<name>. Fix the federated credential's subject",
+            portal::FEDERATED_CREDENTIAL,
+        )
+    } else if has("700212") {
+        advice(
+            "AADSTS700212: the federated credential's audience differs from the token's aud. Register api://AzureADTokenExchange (…USGov / …China in the national clouds) as the federated credential's audience",
+            portal::FEDERATED_CREDENTIAL,
+        )
+    } else if has("700211") {
+        advice(
+            "AADSTS700211: no federated credential has the token's issuer. Register the issuer exactly (AWS: `aws iam get-outbound-web-identity-federation-info --query IssuerIdentifier`)",
+            portal::FEDERATED_CREDENTIAL,
+        )
+    } else if has("70021") {
+        advice(
+            "AADSTS70021: no federated credential on the app registration matches the token (issuer, subject, audience). Add one with `az ad app federated-credential create` (infra/README.md); a new one takes a few minutes to apply",
+            portal::FEDERATED_CREDENTIAL,
+        )
+    } else if has("700024") {
+        advice(
+            "AADSTS700024: the client assertion is outside its valid time range. Check this host's clock (clock skew: sync it with NTP); for AZURE_FEDERATED_TOKEN_FILE, check the platform renews the file",
+            portal::LOGRELAY_SETTINGS,
+        )
+    } else if has("700027") {
+        advice(
+            "AADSTS700027: the assertion's signature did not verify against a registered certificate. Upload the public part of the certificate in AZURE_CLIENT_CERTIFICATE_PATH to the app registration",
+            portal::CERTIFICATE,
+        )
+    } else if has("7000215") {
         advice(
             "AADSTS7000215: the secret is not valid for this app. AZURE_CLIENT_SECRET must be the secret's Value (shown once, when it is created), not its Secret ID; create a new secret if the Value was not saved",
             portal::CLIENT_SECRET,

@@ -264,3 +264,81 @@ async fn missing_configuration_fails_the_first_step_without_network() {
     let diagnosis = diagnose(&lookup(&[]), &provider, Duration::from_millis(100)).await;
     assert_eq!(diagnosis.failed_step().unwrap().name, "configuration");
 }
+
+#[test]
+fn each_federation_failure_is_named_with_its_fix() {
+    let sts = |reason: &str| crate::Error::Aws {
+        service: "STS",
+        operation: "GetWebIdentityToken",
+        reason: reason.into(),
+        transient: false,
+    };
+    // (error, what the fix says, portal step)
+    let cases = [
+        (
+            sts("service error: OutboundWebIdentityFederationDisabledException: The outbound web identity federation feature is not enabled for this account"),
+            "aws iam enable-outbound-web-identity-federation",
+            portal::AWS_FEDERATION,
+        ),
+        (
+            sts("service error: AccessDenied: User: arn:aws:sts::1:assumed-role/R/s is not authorized to perform: sts:GetWebIdentityToken"),
+            "sts:IdentityTokenAudience",
+            portal::AWS_FEDERATION,
+        ),
+        (
+            token_error("AADSTS70021", "No matching federated identity record found for presented assertion."),
+            "az ad app federated-credential create",
+            portal::FEDERATED_CREDENTIAL,
+        ),
+        (
+            token_error("AADSTS700213", "No matching federated identity record found for presented assertion subject 'arn:aws:iam::1:role/x'."),
+            "FederationSubjects",
+            portal::FEDERATED_CREDENTIAL,
+        ),
+        (
+            token_error("AADSTS700212", "No matching federated identity record found for presented assertion audience 'api://x'."),
+            "api://AzureADTokenExchange",
+            portal::FEDERATED_CREDENTIAL,
+        ),
+        (
+            token_error("AADSTS700024", "Client assertion is not within its valid time range."),
+            "clock skew",
+            portal::LOGRELAY_SETTINGS,
+        ),
+        (
+            token_error("AADSTS700027", "Client assertion failed signature validation."),
+            "Upload the public part",
+            portal::CERTIFICATE,
+        ),
+    ];
+    for (error, fix, step) in cases {
+        let advice = explain_token_error(&error);
+        assert!(advice.fix.contains(fix), "{error}: {advice:?}");
+        assert_eq!(advice.portal, step, "{error}");
+    }
+}
+
+#[test]
+fn a_secretless_credential_is_not_reported_missing() {
+    for (name, value) in [
+        ("AZURE_CLIENT_CERTIFICATE_PATH", "/etc/logrelay/cert.pem"),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        ),
+        ("LOGRELAY_AWS_FEDERATION", "true"),
+    ] {
+        let missing = missing_variables(&lookup(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            (name, value),
+            ("LOGS_INGESTION_ENDPOINT", GOOD),
+        ]));
+        assert!(missing.is_empty(), "{name}: {missing:?}");
+    }
+    let missing = missing_variables(&lookup(&[("LOGRELAY_AWS_FEDERATION", "false")]));
+    assert!(
+        missing.join(" ").contains("AZURE_CLIENT_SECRET"),
+        "{missing:?}"
+    );
+}

@@ -74,6 +74,8 @@ pub(crate) struct Call {
     /// The template's functions whose code makes the call.
     pub(crate) functions: &'static [&'static str],
     pub(crate) why: &'static str,
+    /// The `EntraCredential` the call belongs to; `None` for every credential.
+    pub(crate) credential: Option<&'static str>,
 }
 
 pub(crate) const CODE_CALLS: &[Call] = &[
@@ -87,6 +89,7 @@ pub(crate) const CODE_CALLS: &[Call] = &[
         actions: &["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"],
         functions: &["S3Forwarder", "SqsForwarder"],
         why: "shared/src/aws/s3.rs open_object: the objects S3 notices name (the HTTP function never reads objects)",
+        credential: None,
     },
     Call {
         sdk: "aws-sdk-s3",
@@ -95,6 +98,7 @@ pub(crate) const CODE_CALLS: &[Call] = &[
         actions: &["s3:PutObject"],
         functions: &["S3Forwarder", "SqsForwarder", "HttpForwarder"],
         why: "shared/src/aws/s3.rs S3DeadLetter: the dead letter every function writes",
+        credential: None,
     },
     Call {
         sdk: "aws-sdk-secretsmanager",
@@ -104,6 +108,27 @@ pub(crate) const CODE_CALLS: &[Call] = &[
         actions: &["secretsmanager:GetSecretValue"],
         functions: &["S3Forwarder", "SqsForwarder", "HttpForwarder"],
         why: "shared/src/aws/secrets.rs: the Entra client secret (all) and the HTTP token (HttpForwarder)",
+        credential: Some(CLIENT_SECRET),
+    },
+    Call {
+        sdk: "aws-sdk-secretsmanager",
+        method: "get_secret_value",
+        operation: "GetSecretValue",
+        actions: &["secretsmanager:GetSecretValue"],
+        functions: &["HttpForwarder"],
+        why: "shared/src/aws/secrets.rs: the HTTP token (HttpForwarder), whatever the Entra credential",
+        credential: Some(AWS_FEDERATION),
+    },
+    Call {
+        sdk: "aws-sdk-sts",
+        method: "get_web_identity_token",
+        operation: "GetWebIdentityToken",
+        // sts:GetWebIdentityToken, limited by sts:IdentityTokenAudience
+        // (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_outbound_policies.html).
+        actions: &["sts:GetWebIdentityToken"],
+        functions: &["S3Forwarder", "SqsForwarder", "HttpForwarder"],
+        why: "shared/src/auth/aws_federation.rs: the JWT exchanged at Entra (LOGRELAY_AWS_FEDERATION)",
+        credential: Some(AWS_FEDERATION),
     },
 ];
 
@@ -114,8 +139,52 @@ pub(crate) struct Template {
     pub(crate) json: Value,
 }
 
+/// The template's default credential and the secretless one (`EntraCredential`).
+pub(crate) const CLIENT_SECRET: &str = "ClientSecret";
+pub(crate) const AWS_FEDERATION: &str = "AwsFederation";
+
 impl Template {
+    /// The template as written (every `Fn::If` in place).
     pub(crate) fn load() -> Template {
+        Template::load_raw()
+    }
+
+    /// The template as CloudFormation would deploy it with `EntraCredential=credential`:
+    /// conditions evaluated, each `Fn::If` replaced by its branch, `!Ref AWS::NoValue`
+    /// dropped, and resources and outputs whose condition is false removed.
+    pub(crate) fn load_with(credential: &str) -> Template {
+        let mut template = Template::load_raw();
+        let parameters: BTreeMap<&str, String> = [
+            ("EntraCredential", credential.to_string()),
+            ("AzureCloud", "public".to_string()),
+            ("AlarmEmail", String::new()),
+            ("CreateKeeperUser", "true".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let definitions = template.json["Conditions"].clone();
+        let mut conditions = BTreeMap::new();
+        if let Some(definitions) = definitions.as_object() {
+            for name in definitions.keys() {
+                let value = evaluate(&definitions[name], definitions, &parameters);
+                conditions.insert(name.clone(), value);
+            }
+        }
+        let json = choose(&template.json, &conditions);
+        template.json = json;
+        for section in ["Resources", "Outputs"] {
+            if let Some(items) = template.json[section].as_object_mut() {
+                items.retain(|_, item| {
+                    item["Condition"]
+                        .as_str()
+                        .is_none_or(|condition| conditions[condition])
+                });
+            }
+        }
+        template
+    }
+
+    fn load_raw() -> Template {
         let path = repo().join("infra/aws/template.yaml");
         let output = Command::new(tool("python"))
             .arg(repo().join("scripts/infra/cfn_yaml.py"))
@@ -193,11 +262,84 @@ impl Template {
     }
 }
 
+/// A condition of the template's `Conditions` (`Fn::Equals` on parameters, `Fn::Not`,
+/// `Fn::And`, `Fn::Or`, `Condition`).
+fn evaluate(
+    condition: &Value,
+    all: &Map<String, Value>,
+    parameters: &BTreeMap<&str, String>,
+) -> bool {
+    let operand = |value: &Value| -> String {
+        match value {
+            Value::String(text) => text.clone(),
+            Value::Object(object) if object.contains_key("Ref") => {
+                let name = as_str(&object["Ref"], "Ref");
+                parameters
+                    .get(name)
+                    .unwrap_or_else(|| panic!("the test has no value for parameter {name}"))
+                    .clone()
+            }
+            other => panic!("condition operand {other}"),
+        }
+    };
+    let (key, argument) = condition
+        .as_object()
+        .and_then(|object| object.iter().next())
+        .unwrap_or_else(|| panic!("condition {condition}"));
+    match key.as_str() {
+        "Fn::Equals" => operand(&argument[0]) == operand(&argument[1]),
+        "Fn::Not" => !evaluate(&argument[0], all, parameters),
+        "Fn::And" => as_list(argument)
+            .iter()
+            .all(|c| evaluate(c, all, parameters)),
+        "Fn::Or" => as_list(argument)
+            .iter()
+            .any(|c| evaluate(c, all, parameters)),
+        "Condition" => evaluate(&all[as_str(argument, "Condition")], all, parameters),
+        other => panic!("the test cannot evaluate condition {other}"),
+    }
+}
+
+/// `value` with each `Fn::If` replaced by its chosen branch and `!Ref AWS::NoValue` removed
+/// (from lists and maps), as CloudFormation does.
+fn choose(value: &Value, conditions: &BTreeMap<String, bool>) -> Value {
+    let no_value = |value: &Value| value.get("Ref").and_then(Value::as_str) == Some("AWS::NoValue");
+    match value {
+        Value::Object(object) if object.len() == 1 && object.contains_key("Fn::If") => {
+            let argument = &object["Fn::If"];
+            let condition = as_str(&argument[0], "Fn::If");
+            let chosen = if conditions[condition] {
+                &argument[1]
+            } else {
+                &argument[2]
+            };
+            choose(chosen, conditions)
+        }
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(key, value)| (key.clone(), choose(value, conditions)))
+                .filter(|(_, value)| !no_value(value))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| choose(item, conditions))
+                .filter(|item| !no_value(item))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// What `Ref` and `Fn::GetAtt` give for the test's stand-ins of the stack's resources.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Names {
     refs: BTreeMap<String, String>,
     attributes: BTreeMap<String, String>,
+    /// The template's `Mappings`, for `Fn::FindInMap`.
+    mappings: Value,
 }
 
 impl Names {
@@ -270,6 +412,17 @@ impl Names {
                         Value::String(self.attribute(id, attribute))
                     }
                     "Fn::Sub" => Value::String(self.sub(argument)),
+                    "Fn::FindInMap" => {
+                        let keys = self.resolve(argument);
+                        let path: Vec<String> = as_list(&keys)
+                            .iter()
+                            .map(|key| as_str(key, "FindInMap").to_string())
+                            .collect();
+                        let found =
+                            &self.mappings[path[0].as_str()][path[1].as_str()][path[2].as_str()];
+                        assert!(!found.is_null(), "!FindInMap {keys}: not in Mappings");
+                        found.clone()
+                    }
                     "Fn::Join" => {
                         let separator = as_str(&argument[0], "Join");
                         let parts = self.resolve(&argument[1]);
@@ -554,8 +707,22 @@ impl Stack {
     /// `http_token`); `ClientSecretSecret` is the secret `client_secret_arn` names. Then every
     /// `AWS::IAM::Role` of the template with its inline policies, assumed, and IAM enforced.
     pub(crate) async fn deploy(moto: &Moto, client_secret_arn: &str, http_token: &str) -> Stack {
-        let template = Template::load();
+        Stack::deploy_as(moto, CLIENT_SECRET, client_secret_arn, http_token).await
+    }
+
+    /// [`Stack::deploy`] of the template with `EntraCredential=credential`; with
+    /// [`AWS_FEDERATION`] there is no client secret and `client_secret_arn` is unused.
+    pub(crate) async fn deploy_as(
+        moto: &Moto,
+        credential: &str,
+        client_secret_arn: &str,
+        http_token: &str,
+    ) -> Stack {
+        let template = Template::load_with(credential);
         let mut names = Names::pseudo();
+        names.mappings = template.json["Mappings"].clone();
+        // The parameters the roles' policies use (the values Template::load_with assumes).
+        names.set_ref("AzureCloud", "public");
 
         for (id, name) in BUCKETS {
             let resource = template.resource(id);
