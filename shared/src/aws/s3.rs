@@ -207,9 +207,10 @@ impl S3DeadLetter {
         )
     }
 
-    /// Puts `body` under `key` unless the key exists. `Ok(false)` when it does (or a
-    /// concurrent conditional write holds it).
-    async fn put_new(&self, key: &str, body: &[u8]) -> Result<bool> {
+    /// Puts `body` under `key` (a full key, prefix included) unless the key exists:
+    /// `Ok(false)` when it does (or a concurrent conditional write holds it), never replacing
+    /// it.
+    pub async fn put_new(&self, key: &str, body: &[u8]) -> Result<bool> {
         let sent = self
             .client
             .put_object()
