@@ -1002,7 +1002,7 @@ async fn every_non_http_function_folder_is_a_route_of_the_handler() {
 /// A dead-letter location that cannot be created: a directory under a regular file.
 fn unwritable_dead_letter(dir: &Path) -> (String, String) {
     let file = dir.join("a-regular-file");
-    std::fs::write(&file, b"not a directory").unwrap();
+    std::fs::write(&file, b"not a directory").expect("a regular file");
     (
         "LOGRELAY_DEAD_LETTER".to_string(),
         file.join("dead-letter").display().to_string(),
