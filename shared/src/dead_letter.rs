@@ -1,11 +1,13 @@
 //! The dead letter: where every event that cannot be delivered goes, with the reason.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, SystemClock};
 use crate::model::BoxFuture;
 use crate::model::EncodedRow;
 use crate::{Error, Result};
@@ -70,20 +72,50 @@ pub fn raw_text(bytes: &[u8]) -> String {
 }
 
 /// Writes each batch of entries as one NDJSON file in a local directory, named
-/// `<UTC timestamp>-<source slug>-<n>.ndjson`. The directory is created only when there is
-/// something to write. Files appear whole: written under a temporary name, then renamed.
+/// `<UTC time to the millisecond>-<source slug>-<16 random hex digits>.ndjson`, e.g.
+/// `20261201T093000.123Z-s3-keeper-audit-2026-12-01-events-json-gz-9f3c2a7d1e4b8c06.ndjson`.
+/// The directory is created only when there is something to write.
+///
+/// Nothing is ever overwritten, however many processes share the directory (two Lambda
+/// containers, Function App instances on one `/home/data`): the random part makes a clash
+/// all but impossible, and the final name is created exclusively anyway (a clash picks a new
+/// name). Files appear whole and are on disk before `write` answers: written under a hidden
+/// `.<name>.partial`, fsynced, hard-linked to the final name (which fails rather than
+/// replaces), and the directory fsynced.
 #[derive(Debug)]
 pub struct LocalDirDeadLetter {
     dir: PathBuf,
-    next: AtomicU64,
+    clock: Arc<dyn Clock>,
+}
+
+/// Names tried before giving up; a clash needs the same millisecond, source and 64 random
+/// bits, so a second try is already a sign of something broken.
+pub const MAX_NAME_ATTEMPTS: usize = 8;
+
+/// The time part of dead-letter names: UTC, basic ISO 8601, to the millisecond.
+pub fn name_stamp(now: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(now)
+        .format("%Y%m%dT%H%M%S%.3fZ")
+        .to_string()
+}
+
+/// The random part of dead-letter names: 64 bits as 16 hex digits.
+pub fn name_nonce() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 impl LocalDirDeadLetter {
     /// A dead letter writing into `dir` (created lazily).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalDirDeadLetter::with_clock(dir, Arc::new(SystemClock))
+    }
+
+    /// A dead letter whose names take their time from `clock` (tests stop it, to prove
+    /// writers at the same millisecond do not collide).
+    pub fn with_clock(dir: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Self {
         LocalDirDeadLetter {
             dir: dir.into(),
-            next: AtomicU64::new(1),
+            clock,
         }
     }
 
@@ -98,24 +130,85 @@ impl LocalDirDeadLetter {
             serde_json::to_writer(&mut body, entry).map_err(std::io::Error::other)?;
             body.push(b'\n');
         }
-        tokio::fs::create_dir_all(&self.dir).await?;
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        let slug = slug(entries.first().map_or("", |entry| entry.source.as_str()));
-        loop {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let name = format!("{stamp}-{slug}-{n}.ndjson");
-            let path = self.dir.join(&name);
-            if tokio::fs::try_exists(&path).await? {
-                continue; // another writer (or process) took this name
+        let stem = format!(
+            "{}-{}",
+            name_stamp(self.clock.now()),
+            slug(entries.first().map_or("", |entry| entry.source.as_str()))
+        );
+        let dir = self.dir.clone();
+        // Plain blocking calls on a blocking thread: fsync and link have no async form.
+        tokio::task::spawn_blocking(move || write_new_file(&dir, &stem, &body))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
+/// Creates `<dir>/<stem>-<nonce>.ndjson` holding `body`, never replacing a file, synced to
+/// disk with its directory entry.
+fn write_new_file(dir: &Path, stem: &str, body: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for _ in 0..MAX_NAME_ATTEMPTS {
+        let name = format!("{stem}-{}.ndjson", name_nonce());
+        match create_exclusive(dir, &name, body) {
+            Ok(path) => {
+                sync_dir(dir)?;
+                return Ok(path);
             }
-            let partial = self
-                .dir
-                .join(format!(".{name}.{}.partial", std::process::id()));
-            tokio::fs::write(&partial, &body).await?;
-            tokio::fs::rename(&partial, &path).await?;
-            return Ok(path);
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
         }
     }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{MAX_NAME_ATTEMPTS} random file names were all taken"),
+    ))
+}
+
+/// Writes `body` to `dir/name` whole, or fails with `AlreadyExists` leaving what is there
+/// untouched.
+fn create_exclusive(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBuf> {
+    let path = dir.join(name);
+    let partial = dir.join(format!(".{name}.partial"));
+    let written = write_synced(&partial, body);
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    let linked = std::fs::hard_link(&partial, &path);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => Ok(path),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(error),
+        // A file system without hard links (some network shares): create the final name
+        // exclusively instead; a reader may then see it before it is whole.
+        Err(_) => write_synced(&path, body).map(|()| path),
+    }
+}
+
+/// Creates `path` (failing if it exists), writes `body` and fsyncs it.
+fn write_synced(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(body)?;
+    file.sync_all()
+}
+
+/// Fsyncs `dir` so the new name survives a crash (fsync(2): syncing a file does not sync the
+/// directory entry). File systems that cannot sync a directory say so with `EINVAL`; they
+/// persist names themselves.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        match std::fs::File::open(dir).and_then(|handle| handle.sync_all()) {
+            Err(error) if error.kind() != std::io::ErrorKind::InvalidInput => return Err(error),
+            _ => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 impl DeadLetterSink for LocalDirDeadLetter {
@@ -301,6 +394,56 @@ mod tests {
             }
         }
         assert_eq!(lines, 4);
+    }
+
+    #[tokio::test]
+    async fn writers_stopped_at_the_same_millisecond_never_share_a_file() {
+        let temp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(crate::clock::ManualClock::new(SystemTime::UNIX_EPOCH));
+        // Two sinks as two containers would have them, on one directory and one instant.
+        let sinks = [
+            LocalDirDeadLetter::with_clock(temp.path(), clock.clone()),
+            LocalDirDeadLetter::with_clock(temp.path(), clock),
+        ];
+        for i in 0..20 {
+            for sink in &sinks {
+                let entry = DeadLetterEntry::for_row(&row(&format!(r#"{{"i":{i}}}"#), i), "why");
+                sink.write(&[entry]).await.unwrap();
+            }
+        }
+        let names: Vec<String> = std::fs::read_dir(temp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names.len(), 40, "{names:?}");
+        for name in &names {
+            let (stem, nonce) = name
+                .strip_suffix(".ndjson")
+                .unwrap()
+                .rsplit_once('-')
+                .unwrap();
+            assert_eq!(
+                stem,
+                "19700101T000000.000Z-s3-bucket-keeper-2025-01-events-json-gz"
+            );
+            assert_eq!(nonce.len(), 16);
+            assert!(nonce.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_existing_file_is_never_replaced() {
+        let temp = tempfile::tempdir().unwrap();
+        let name = "19700101T000000.000Z-input-0000000000000000.ndjson";
+        create_exclusive(temp.path(), name, b"first\n").unwrap();
+        let error = create_exclusive(temp.path(), name, b"second\n").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            std::fs::read_to_string(temp.path().join(name)).unwrap(),
+            "first\n"
+        );
+        let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no partial file stays behind");
     }
 
     #[tokio::test]

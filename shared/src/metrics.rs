@@ -68,6 +68,7 @@ mod tests {
             events_in: 120,
             delivered: 100,
             dead_lettered: 15,
+            unreadable_sources: 4,
             failed_transient: 5,
             requests: 7,
             retries: 3,
@@ -105,6 +106,7 @@ mod tests {
                 "EventsIn",
                 "Delivered",
                 "DeadLettered",
+                "UnreadableSources",
                 "FailedTransient",
                 "Requests",
                 "Retries",
@@ -127,6 +129,7 @@ mod tests {
         assert_eq!(value["EventsIn"], 120);
         assert_eq!(value["Delivered"], 100);
         assert_eq!(value["DeadLettered"], 15);
+        assert_eq!(value["UnreadableSources"], 4);
         assert_eq!(value["FailedTransient"], 5);
         assert_eq!(value["Requests"], 7);
         assert_eq!(value["Retries"], 3);
@@ -135,7 +138,7 @@ mod tests {
         assert_eq!(value["BytesSent"], 4096);
         assert_eq!(value["TruncatedFields"], 4);
         assert_eq!(
-            value["_aws"]["CloudWatchMetrics"][0]["Metrics"][8]["Unit"],
+            value["_aws"]["CloudWatchMetrics"][0]["Metrics"][9]["Unit"],
             "Bytes"
         );
         assert!(value["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);

@@ -101,6 +101,9 @@ report! {
     events_in => count("EventsIn"),
     delivered => count("Delivered"),
     dead_lettered => count("DeadLettered"),
+    /// Sources (objects, messages, bodies, files) that gave no event: missing, unreadable as
+    /// a whole, or non-empty with no event in them. Each is one dead-letter entry.
+    unreadable_sources => count("UnreadableSources"),
     /// Rows not delivered because of transient failures when the caller asked to fail
     /// rather than dead-letter them (Lambda, the HTTP routes).
     failed_transient => count("FailedTransient"),

@@ -20,7 +20,7 @@ use tokio_util::io::SyncIoBridge;
 use crate::auth::{self, TokenCache};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::dead_letter::{DeadLetterEntry, DeadLetterSink};
+use crate::dead_letter::{raw_text, DeadLetterEntry, DeadLetterSink, MAX_RAW_CHARS};
 use crate::ingest::{Ingestor, Report, Session, SessionOptions};
 use crate::keeper::{DecodeOptions, DecodeStats, Decoded, RowReader};
 use crate::Result;
@@ -236,10 +236,14 @@ impl Relay {
         let mut session = self.session(options);
         let mut read_errors = Vec::new();
         let mut fatal = None;
+        let mut unreadable = 0;
         for input in inputs {
             let (source, forwarded, bytes) = match input {
                 Input::Rejected(entry) => match session.reject(entry).await {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        unreadable += 1;
+                        continue;
+                    }
                     Err(error) => {
                         fatal = Some(error);
                         break;
@@ -264,7 +268,8 @@ impl Relay {
                 }
             };
             match forwarded {
-                Ok(()) => {}
+                Ok(Yield::Events) => {}
+                Ok(Yield::Nothing) => unreadable += 1,
                 Err(error @ crate::Error::DeadLetter { .. }) => {
                     fatal = Some(error);
                     break;
@@ -278,16 +283,20 @@ impl Relay {
         }
         let finished = session.finish().await;
         match (finished, fatal) {
-            (Ok(report), None) => Ok(Forwarded {
-                report,
-                read_errors,
-            }),
+            (Ok(mut report), None) => {
+                report.unreadable_sources += unreadable;
+                Ok(Forwarded {
+                    report,
+                    read_errors,
+                })
+            }
             (Err(error), _) | (Ok(_), Some(error)) => Err(error),
         }
     }
 
     /// Writes entries the caller knows are undeliverable straight to the dead letter and
-    /// counts them (each one event in, dead-lettered). Errs when the dead letter fails.
+    /// counts them (each one source that could not be read: one event in, dead-lettered).
+    /// Errs when the dead letter fails.
     pub async fn reject(&self, entries: Vec<DeadLetterEntry>) -> Result<Report> {
         let mut report = Report::default();
         if entries.is_empty() {
@@ -296,21 +305,26 @@ impl Relay {
         self.dead_letter.write(&entries).await?;
         for entry in &entries {
             report.events_in += 1;
+            report.unreadable_sources += 1;
             report.count_dead_letter(&entry.reason, 1);
         }
         Ok(report)
     }
 
     /// Decodes `reader` into `session`. Rows and rejects are pushed; conversion counters are
-    /// added. Errs on an I/O error of the reader (after pushing what came before it) or when
-    /// the dead letter cannot be written. Stops at `deadline` (see [`Relay::forward`]).
+    /// added. A non-empty input that decodes to nothing at all is one dead-letter entry
+    /// keeping its text ([`Yield::Nothing`]). Errs on an I/O error of the reader (after pushing
+    /// what came before it) or when the dead letter cannot be written. Stops at `deadline`
+    /// (see [`Relay::forward`]).
     async fn forward_into(
         &self,
         session: &mut Session,
         reader: impl Read + Send + 'static,
         source: String,
         deadline: Option<Instant>,
-    ) -> Result<()> {
+    ) -> Result<Yield> {
+        let (reader, head) = Head::capture(reader);
+        let dead_letter_source = source.clone();
         let (sender, mut receiver) = mpsc::channel::<Item>(DECODED_CHANNEL_CHUNKS);
         // "Now" is taken per input: a warm Lambda container or a long-lived handler must not
         // judge event age against the time it started.
@@ -325,6 +339,7 @@ impl Relay {
 
         let mut outcome = Ok(());
         let mut stats = None;
+        let mut items = 0;
         loop {
             let next = match deadline {
                 // A reader stalled past the deadline (a slow S3 stream) must not hold the
@@ -348,7 +363,10 @@ impl Relay {
                 return Err(deadline_passed(&name));
             }
             let pushed = match item {
-                Item::Decoded(chunk) => push_chunk(session, chunk).await,
+                Item::Decoded(chunk) => {
+                    items += chunk.len();
+                    push_chunk(session, chunk).await
+                }
                 Item::Done(done) => {
                     stats = Some(done);
                     Ok(())
@@ -377,7 +395,136 @@ impl Relay {
                 tracing::warn!(old_events = stats.old_events, "{}", OLD_EVENTS_WARNING);
             }
         }
-        outcome
+        outcome?;
+        if items > 0 {
+            return Ok(Yield::Events);
+        }
+        match head.no_events_entry(dead_letter_source) {
+            Some(entry) => {
+                tracing::warn!(source = %entry.source, "A non-empty input held no event; writing it to the dead letter.");
+                session.reject(entry).await?;
+                Ok(Yield::Nothing)
+            }
+            None => Ok(Yield::Events),
+        }
+    }
+}
+
+/// Whether an input gave anything (rows or per-record dead-letter entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Yield {
+    /// Rows or entries, or nothing because there was nothing (empty, blank, `[]`).
+    Events,
+    /// Non-empty, yet no event: dead-lettered whole.
+    Nothing,
+}
+
+/// The first bytes of an input, kept while the decoder reads it, for the dead-letter entry of
+/// an input that held no event.
+#[derive(Debug, Clone, Default)]
+struct Head(Arc<std::sync::Mutex<HeadBytes>>);
+
+#[derive(Debug, Default)]
+struct HeadBytes {
+    bytes: Vec<u8>,
+    /// Bytes read past what is kept.
+    more: bool,
+}
+
+/// What an input is expected to hold, for the reason of an input that held no event.
+const EXPECTED: &str = "expected Keeper audit events: a JSON array or object, NDJSON, \
+    CSV with a header row and at least one row, or RFC 5424 syslog lines (any of them gzipped)";
+
+/// The gzip magic bytes (RFC 1952, section 2.3.1).
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+impl Head {
+    /// Wraps `reader` so its first [`MAX_RAW_CHARS`] bytes are kept.
+    fn capture<R: Read>(reader: R) -> (Capturing<R>, Head) {
+        let head = Head::default();
+        (
+            Capturing {
+                inner: reader,
+                head: head.clone(),
+                full: false,
+            },
+            head,
+        )
+    }
+
+    /// The entry for an input that held no event, or `None` when there was nothing to hold
+    /// one: no bytes, only blanks and a byte-order mark, or an empty JSON array (gzipped or
+    /// not).
+    fn no_events_entry(&self, source: String) -> Option<DeadLetterEntry> {
+        let head = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gzip = head.bytes.starts_with(GZIP_MAGIC);
+        let (text, more) = if gzip {
+            // Inflate what was kept (bounded), to see what it says.
+            let mut inflated = Vec::new();
+            let reading = flate2::read::MultiGzDecoder::new(head.bytes.as_slice())
+                .take(MAX_RAW_CHARS as u64 * 4)
+                .read_to_end(&mut inflated);
+            let more = head.more || reading.is_err() || inflated.len() >= MAX_RAW_CHARS * 4;
+            (inflated, more)
+        } else {
+            (head.bytes.clone(), head.more)
+        };
+        let content = String::from_utf8_lossy(&text);
+        let significant: String = content
+            .trim_start_matches('\u{feff}')
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if !more && (significant.is_empty() || significant == "[]") {
+            return None;
+        }
+        let read_as = match significant.as_bytes().first() {
+            Some(b'[' | b'{') => "JSON with no event in it",
+            Some(b'<') => "syslog with no event in it",
+            _ => "a CSV header with no rows",
+        };
+        let gzipped = if gzip { "gzipped " } else { "" };
+        Some(DeadLetterEntry {
+            reason: format!(
+                "the {gzipped}input is not empty but holds no event (read as {read_as}); {EXPECTED}"
+            ),
+            source,
+            record: None,
+            event: None,
+            raw: Some(raw_text(&text)),
+        })
+    }
+}
+
+/// A reader keeping its first bytes in a [`Head`].
+struct Capturing<R> {
+    inner: R,
+    head: Head,
+    /// The head is full: nothing more to keep (saves the lock on every read).
+    full: bool,
+}
+
+impl<R: Read> Read for Capturing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 && !self.full {
+            let mut head = self
+                .head
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let room = MAX_RAW_CHARS.saturating_sub(head.bytes.len());
+            let kept = n.min(room);
+            head.bytes.extend_from_slice(&buf[..kept]);
+            if kept < n {
+                head.more = true;
+                self.full = true;
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -780,6 +927,108 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_text_message_that_holds_no_event_is_dead_lettered_with_its_text_and_the_rest_goes() {
+        // The bodies of the aws_lambda_events SQS fixture ("Message Body") between events.
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
+        let array = format!("[{},{}]", event(0), event(1));
+        let inputs = [
+            Input::bytes("sqs://queue/MessageID_0", array),
+            Input::bytes("sqs://queue/MessageID_1", "Message Body"),
+            Input::reader("events.ndjson", Cursor::new(ndjson(2..3).into_bytes())),
+        ];
+        let report = relay
+            .forward(inputs, SessionOptions::default())
+            .await
+            .unwrap()
+            .report;
+        assert_eq!(
+            (report.events_in, report.delivered, report.dead_lettered),
+            (4, 3, 1)
+        );
+        assert_eq!(report.unreadable_sources, 1);
+        assert!(report.is_balanced());
+        assert_eq!(usernames(&server).len(), 3);
+        let [entry] = dead.entries().try_into().unwrap();
+        assert_eq!(entry.source, "sqs://queue/MessageID_1");
+        assert_eq!(entry.raw.as_deref(), Some("Message Body"));
+        assert!(
+            entry.reason.contains("holds no event") && entry.reason.contains("CSV header"),
+            "{}",
+            entry.reason
+        );
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_gzipped_csv_header_without_rows_is_dead_lettered_with_the_inflated_text() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
+        let header = "audit_event,username,timestamp\n";
+        let reader = Cursor::new(gzip(header.as_bytes()));
+        let report = relay
+            .forward(
+                [Input::reader("s3://b/empty.csv.gz", reader)],
+                SessionOptions::default(),
+            )
+            .await
+            .unwrap()
+            .report;
+        assert_eq!((report.events_in, report.dead_lettered), (1, 1));
+        let [entry] = dead.entries().try_into().unwrap();
+        assert_eq!(entry.raw.as_deref(), Some(header));
+        assert!(entry.reason.contains("gzipped input"), "{}", entry.reason);
+    }
+
+    #[tokio::test]
+    async fn inputs_with_nothing_in_them_leave_no_dead_letter_entry() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
+        let inputs = [
+            Input::bytes("empty", ""),
+            Input::bytes("blank", " \r\n\t\n"),
+            Input::bytes("bom", "\u{feff}\n"),
+            Input::bytes("empty array", "[ \n ]"),
+            Input::reader("empty gzip", Cursor::new(gzip(b""))),
+            Input::reader("gzipped empty array", Cursor::new(gzip(b"[]\n"))),
+        ];
+        let report = relay
+            .forward(inputs, SessionOptions::default())
+            .await
+            .unwrap()
+            .report;
+        assert_eq!((report.events_in, report.unreadable_sources), (0, 0));
+        assert!(dead.entries().is_empty(), "{:?}", dead.entries());
+    }
+
+    #[tokio::test]
+    async fn a_long_input_without_events_keeps_only_the_capped_text() {
+        let server = Server::start(|_, _| reply(204)).await;
+        let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
+        // One CSV header line longer than the cap, no rows.
+        let header = "column,".repeat(MAX_RAW_CHARS / 4);
+        let reader = Cursor::new(header.clone().into_bytes());
+        let report = relay
+            .forward(
+                [Input::reader("wide.csv", reader)],
+                SessionOptions::default(),
+            )
+            .await
+            .unwrap()
+            .report;
+        assert_eq!(report.unreadable_sources, 1);
+        let [entry] = dead.entries().try_into().unwrap();
+        let raw = entry.raw.unwrap();
+        assert_eq!(raw.len(), MAX_RAW_CHARS);
+        assert!(header.starts_with(&raw));
+    }
+
+    #[tokio::test]
     async fn rejected_inputs_are_dead_lettered_and_counted_with_the_rest() {
         let server = Server::start(|_, _| reply(204)).await;
         let (relay, dead) = relay(&server, MAX_BATCH_BYTES);
@@ -803,8 +1052,10 @@ mod tests {
             (report.events_in, report.delivered, report.dead_lettered),
             (3, 2, 1)
         );
+        assert_eq!(report.unreadable_sources, 1);
         let alone = relay.reject(vec![entry("empty message")]).await.unwrap();
         assert_eq!((alone.events_in, alone.dead_lettered), (1, 1));
+        assert_eq!(alone.unreadable_sources, 1);
         assert_eq!(alone.dead_letter_reasons["empty message"], 1);
         assert_eq!(dead.entries().len(), 2);
     }

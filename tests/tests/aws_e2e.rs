@@ -283,7 +283,7 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
     }
 
     // A notice for a version deleted since (the template's lifecycle expires noncurrent
-    // versions): logged, skipped, not retried.
+    // versions): not retried, and one dead-letter entry names the object and its version.
     let version = put(
         &moto,
         "keeper/deleted.ndjson.gz",
@@ -303,12 +303,36 @@ async fn s3_forwarder_delivers_every_event_from_direct_sqs_and_eventbridge_notic
         .invoke(&s3_notice("keeper/deleted.ndjson.gz", &version))
         .await;
     assert_eq!(status, 200, "{answer}\n{}", function.binary.output());
-    assert_eq!(answer["events_in"], 0, "{answer}");
+    assert_eq!(
+        (
+            &answer["delivered"],
+            &answer["dead_lettered"],
+            &answer["unreadable_sources"]
+        ),
+        (&json!(0), &json!(1), &json!(1)),
+        "{answer}"
+    );
     assert!(function.binary.output().contains("does not exist"));
+    let dead = dead_letter_objects(&moto).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let entry: Value = serde_json::from_str(dead[0].1.trim()).unwrap();
+    assert_eq!(
+        entry["source"],
+        format!("s3://{BUCKET}/keeper/deleted.ndjson.gz?versionId={version}"),
+        "{entry}"
+    );
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no such object version"),
+        "{entry}"
+    );
 
-    // Nothing twice, nothing lost, nothing dead-lettered, one token for the warm container.
+    // Nothing twice, nothing lost, only the missing version dead-lettered, one token for the
+    // warm container.
     assert_eq!(emulator.rows().len(), 1300);
-    assert!(dead_letter_objects(&moto).await.is_empty());
+    assert_eq!(dead_letter_objects(&moto).await.len(), 1);
     assert_eq!(emulator.stats().token_requests, 1);
     let log = function.binary.output();
     assert_eq!(log.matches("Invocation finished.").count(), 6, "{log}");
@@ -611,4 +635,149 @@ async fn the_router_answers_503_with_retry_after_while_azure_keeps_throttling() 
     // Failed for a retry by the client, not dead-lettered.
     assert!(dead.entries().is_empty());
     assert_eq!(emulator.rows().len(), 0);
+}
+
+/// The SQS event shape of the `aws_lambda_events` fixtures (`example-sqs-event.json`: a
+/// message whose body is the text `Message Body`), in one batch with a good S3 notice, an
+/// events array and a notice naming a key that was never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_forwarder_dead_letters_a_text_body_and_a_missing_object_and_delivers_the_rest_of_the_batch(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = iam::start_moto(dir.path()).await;
+    let (stack, env) = enforced(&emulator, &moto, "sqs-forwarder").await;
+    let function = start_function("sqs-forwarder", &env, dir.path()).await;
+
+    let good = put(
+        &moto,
+        "keeper/good.ndjson.gz",
+        keeper_export("noticed", 120),
+        None,
+    )
+    .await;
+    // A version id S3 never gave for a key never written (the shape S3 sends).
+    let missing_version = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY";
+    let bodies = [
+        s3_notice("keeper/good.ndjson.gz", &good).to_string(),
+        "Message Body".to_string(),
+        format!("[{}]", keeper_lines("array", 30).join(",")),
+        s3_notice("keeper/never-written.ndjson.gz", missing_version).to_string(),
+    ];
+    let (event, ids) = stack
+        .sqs_event(&moto, "EventsQueue", "sqs-forwarder", &bodies)
+        .await;
+    let (status, answer) = function.invoke(&event).await;
+    let why = || report(&stack, &function, "sqs-forwarder");
+    assert_eq!(status, 200, "{answer}\n{}", why());
+    // Nothing to retry: both unusable sources are in the dead letter.
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{}", why());
+    stack
+        .acknowledge("EventsQueue", "sqs-forwarder", &event, &answer)
+        .await;
+    assert_eq!(rows_tagged(&emulator, "noticed"), 120);
+    assert_eq!(rows_tagged(&emulator, "array"), 30);
+    assert_eq!(emulator.rows().len(), 150);
+
+    let mut entries: Vec<Value> = dead_letter_objects(&moto)
+        .await
+        .iter()
+        .flat_map(|(_, body)| {
+            body.lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect();
+    entries.sort_by_key(|entry| entry["source"].as_str().unwrap().to_string());
+    assert_eq!(entries.len(), 2, "{entries:?}\n{}", why());
+    // The missing object, by key and version, with what S3 said and what to do.
+    assert_eq!(
+        entries[0]["source"],
+        format!("s3://{BUCKET}/keeper/never-written.ndjson.gz?versionId={missing_version}"),
+        "{entries:?}"
+    );
+    let reason = entries[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("upload it again"), "{reason}");
+    // The text body, with its text and what was expected.
+    assert!(
+        entries[1]["source"].as_str().unwrap().ends_with(&ids[1]),
+        "{entries:?}"
+    );
+    assert_eq!(entries[1]["raw"], "Message Body");
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected Keeper audit events"),
+        "{entries:?}"
+    );
+
+    // The invocation's summary and its metrics count both.
+    let log = function.binary.output();
+    assert!(log.contains("unreadable_sources=2"), "{log}");
+    assert!(log.contains("\"UnreadableSources\":2"), "{log}");
+    assert!(log.contains("dead_lettered=2"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_dead_letter_never_replaces_an_object_and_concurrent_writers_keep_every_entry() {
+    use logrelay_core::aws::S3DeadLetter;
+    use logrelay_core::dead_letter::{DeadLetterEntry, DeadLetterSink};
+
+    let dir = tempfile::tempdir().unwrap();
+    let moto = common::start_moto(dir.path()).await;
+    moto.s3.create_bucket().bucket("dlq").send().await.unwrap();
+    let sink = |prefix: &str| S3DeadLetter::new(moto.s3.clone(), "dlq".into(), prefix.into());
+
+    // If-None-Match: * on the put: a key that exists is refused, not replaced.
+    let first = sink("taken/");
+    assert!(first.put_new("taken/x.ndjson", b"first\n").await.unwrap());
+    assert!(!first.put_new("taken/x.ndjson", b"second\n").await.unwrap());
+    let kept = moto
+        .s3
+        .get_object()
+        .bucket("dlq")
+        .key("taken/x.ndjson")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&kept[..], b"first\n");
+
+    // Two writers (two containers) at once, same source, same prefix: every batch survives.
+    let source = "s3://keeper-audit/keeper/2026/12/01/events.ndjson.gz";
+    let writers = ["a", "b"].map(|tag| {
+        let sink = sink("failed/");
+        async move {
+            for batch in 0..40 {
+                let entry = DeadLetterEntry {
+                    reason: "HTTP 403".into(),
+                    source: source.into(),
+                    record: Some(1),
+                    event: Some(json!({"writer": tag, "batch": batch})),
+                    raw: None,
+                };
+                sink.write(&[entry]).await.unwrap();
+            }
+        }
+    });
+    let [a, b] = writers;
+    tokio::join!(a, b);
+    let listed = moto
+        .s3
+        .list_objects_v2()
+        .bucket("dlq")
+        .prefix("failed/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys.len(), 80, "{keys:?}");
+    assert!(keys
+        .iter()
+        .all(|key| key.starts_with("failed/s3-keeper-audit-keeper-2026-12-01-events-ndjson-gz/")));
 }

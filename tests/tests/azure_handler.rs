@@ -998,3 +998,74 @@ async fn every_non_http_function_folder_is_a_route_of_the_handler() {
     }
     assert!(emulator.rows().is_empty());
 }
+
+/// A dead-letter location that cannot be created: a directory under a regular file.
+fn unwritable_dead_letter(dir: &Path) -> (String, String) {
+    let file = dir.join("a-regular-file");
+    std::fs::write(&file, b"not a directory").expect("a regular file");
+    (
+        "LOGRELAY_DEAD_LETTER".to_string(),
+        file.join("dead-letter").display().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_queue_message_whose_dead_letter_write_fails_answers_500_so_the_host_retries_it() {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = emulator.env();
+    env.push(unwritable_dead_letter(dir.path()));
+    let handler = Handler::start(env).await;
+    let (status, answer) = handler
+        .invoke("queue_events", &fixture("queue-malformed.json"))
+        .await;
+    // Not 200: the message stays in the queue (and reaches `<queue>-poison` at worst).
+    assert_eq!(status, 500, "{answer}\n{}", handler.logs());
+    assert!(logs_of(&answer).contains("host retries"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_event_hub_batch_on_its_last_attempt_whose_dead_letter_fails_logs_every_event_id_at_error_level(
+) {
+    let emulator = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = emulator.env();
+    env.push(unwritable_dead_letter(dir.path()));
+    let handler = Handler::start(env).await;
+    let (status, answer) = handler
+        .invoke("eventhub_events", &fixture("eventhub-last-retry.json"))
+        .await;
+    // The host checkpoints past the batch whatever the answer; 500 records the failure.
+    assert_eq!(status, 500, "{answer}\n{}", handler.logs());
+    let logs = handler.logs();
+    let lost: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("ERROR") || line.contains("\"level\":\"ERROR\""))
+        .filter(|line| line.contains("unrecorded_events"))
+        .collect();
+    // The events' ids are Keeper's `id`s (the fixture's), never their contents.
+    let ids = lost.join("\n");
+    for id in ["kpr-2025-06-02-000001", "kpr-2025-06-02-000003"] {
+        assert!(
+            ids.contains(id),
+            "{id} missing from the error lines:\n{logs}"
+        );
+    }
+    assert!(
+        !ids.contains("lea.hub"),
+        "event contents in the log:\n{ids}"
+    );
+    // Two events with an id and the truncated body without one; the process total too.
+    assert!(
+        ids.contains("unrecorded_events=3") || ids.contains("\"unrecorded_events\":3"),
+        "{ids}"
+    );
+    assert!(
+        ids.contains("unrecorded_events_total=3") || ids.contains("\"unrecorded_events_total\":3"),
+        "{ids}"
+    );
+    assert!(
+        logs_of(&answer).contains("unrecorded_events_total=3"),
+        "{answer}"
+    );
+}

@@ -111,7 +111,11 @@ async fn eventhub_events(
     body: Bytes,
 ) -> Outcome {
     invoke(&state, EVENTHUB_FUNCTION, &headers, &body, |invocation| {
-        (eventhub::plan(invocation), eventhub_policy(invocation))
+        let policy = eventhub_policy(invocation);
+        let mut plan = eventhub::plan(invocation);
+        // No retry left: the host checkpoints past the batch even when this run fails.
+        plan.checkpointed = policy == TransientPolicy::DeadLetter;
+        (plan, policy)
     })
     .await
 }

@@ -5,12 +5,14 @@
 //! [`PlanForwarder`] runs the whole plan in one ingestion session, so many small Event Hub events
 //! share batches instead of costing a request each.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use logrelay_core::dead_letter::{raw_text, DeadLetterEntry};
 use logrelay_core::ingest::{Report, SessionOptions, TransientPolicy};
+use logrelay_core::keeper::{DecodeOptions, Decoded, RowReader};
 use logrelay_core::model::BoxFuture;
 use logrelay_core::relay::{self, Relay};
 use logrelay_core::Result;
@@ -28,6 +30,11 @@ pub(crate) struct Input {
 pub(crate) struct Plan {
     pub(crate) inputs: Vec<Input>,
     pub(crate) rejects: Vec<DeadLetterEntry>,
+    /// The host moves past these events whatever the answer (an Event Hub batch on its last
+    /// attempt, or without a retry policy: the checkpoint advances after a failed run). If
+    /// they can be neither delivered nor dead-lettered, they are lost: the forwarder then logs
+    /// their EventIds at error level and counts them ([`unrecorded_events_total`]).
+    pub(crate) checkpointed: bool,
 }
 
 impl Plan {
@@ -39,6 +46,7 @@ impl Plan {
                 source: source.into(),
             }],
             rejects: Vec::new(),
+            checkpointed: false,
         }
     }
 
@@ -47,6 +55,7 @@ impl Plan {
         Plan {
             inputs: Vec::new(),
             rejects: vec![rejected(reason, source, None, raw)],
+            checkpointed: false,
         }
     }
 }
@@ -91,9 +100,99 @@ impl RelayForwarder {
     }
 }
 
+/// EventIds per error line, so one huge batch does not make one unreadable line.
+const EVENT_IDS_PER_LINE: usize = 500;
+
+/// Events lost since the process started: checkpointed past by the host with neither
+/// delivery nor a dead-letter entry (see [`Plan::checkpointed`]).
+static UNRECORDED_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// [`UNRECORDED_EVENTS`] so far.
+pub(crate) fn unrecorded_events_total() -> u64 {
+    UNRECORDED_EVENTS.load(Ordering::Relaxed)
+}
+
+/// The `EventId` of every event `inputs` decode to (decoded again, in memory, without
+/// sending), and how many records have none (undecodable ones).
+fn event_ids(inputs: &[Input], options: &DecodeOptions) -> (Vec<String>, u64) {
+    let mut ids = Vec::new();
+    let mut without = 0;
+    for input in inputs {
+        let rows = RowReader::new(input.bytes.clone().reader(), &input.source, options);
+        for item in rows {
+            let id = match item {
+                Ok(Decoded::Row(row)) => serde_json::from_slice::<serde_json::Value>(&row.json)
+                    .ok()
+                    .and_then(|row| row.get("EventId")?.as_str().map(str::to_string)),
+                Ok(Decoded::Rejected(_)) | Err(_) => None,
+            };
+            match id {
+                Some(id) => ids.push(id),
+                None => without += 1,
+            }
+        }
+    }
+    (ids, without)
+}
+
+impl RelayForwarder {
+    /// Says, at error level, which events of a checkpointed plan are lost because the run
+    /// failed (`error`), and counts them.
+    /// Returns how many, and the process total.
+    fn report_unrecorded(
+        &self,
+        error: &logrelay_core::Error,
+        inputs: &[Input],
+        rejects: u64,
+    ) -> (u64, u64) {
+        let (ids, without) = event_ids(inputs, self.relay.decode_options());
+        let lost = ids.len() as u64 + without + rejects;
+        let total = UNRECORDED_EVENTS.fetch_add(lost, Ordering::Relaxed) + lost;
+        tracing::error!(
+            unrecorded_events = lost,
+            unrecorded_events_total = total,
+            without_event_id = without + rejects,
+            %error,
+            "The host checkpoints past this Event Hub batch (last attempt), and its events could be neither delivered for sure nor dead-lettered: they are lost unless found by EventId in the table (some may have arrived). EventIds follow."
+        );
+        for chunk in ids.chunks(EVENT_IDS_PER_LINE) {
+            tracing::error!(
+                unrecorded_events = chunk.len(),
+                event_ids = %chunk.join(","),
+                "EventIds of events the host checkpointed past without a dead-letter entry."
+            );
+        }
+        (lost, total)
+    }
+}
+
 impl PlanForwarder for RelayForwarder {
     fn forward(&self, plan: Plan, transient: TransientPolicy) -> BoxFuture<'_, Result<Report>> {
         Box::pin(async move {
+            let checkpointed = plan
+                .checkpointed
+                .then(|| (plan.inputs.clone(), plan.rejects.len() as u64));
+            let mut ran = self.run(plan, transient).await;
+            if let (Err(error), Some((inputs, rejects))) = (&mut ran, checkpointed) {
+                let (lost, total) = self.report_unrecorded(error, &inputs, rejects);
+                // The same counters in the invocation's `Logs`, which the host keeps.
+                if let logrelay_core::Error::DeadLetter { reason, .. } = error {
+                    reason.push_str(&format!(
+                        "; the host checkpoints past this batch (last attempt): \
+                         unrecorded_events={lost} unrecorded_events_total={total} \
+                         (their EventIds are in the error log)"
+                    ));
+                }
+            }
+            ran
+        })
+    }
+}
+
+impl RelayForwarder {
+    /// The plan in one session; Err as [`PlanForwarder::forward`].
+    async fn run(&self, plan: Plan, transient: TransientPolicy) -> Result<Report> {
+        {
             let options = SessionOptions {
                 deadline: Some(Instant::now() + self.deadline),
                 transient,
@@ -127,7 +226,7 @@ impl PlanForwarder for RelayForwarder {
                 .collect();
             report += self.relay.reject(rejects).await?;
             Ok(report)
-        })
+        }
     }
 }
 

@@ -170,6 +170,12 @@ pub(crate) fn summary_line(function: &str, report: &Report) -> String {
     for (reason, count) in &report.dead_letter_reasons {
         line.push_str(&format!(" dead_letter[{reason}]={count}"));
     }
+    // Events lost by this process so far (Event Hub checkpoints past a failed last attempt):
+    // in every later summary, so a log query sees the count even after the error lines.
+    let unrecorded = crate::forward::unrecorded_events_total();
+    if unrecorded > 0 {
+        line.push_str(&format!(" unrecorded_events_total={unrecorded}"));
+    }
     line
 }
 

@@ -157,7 +157,7 @@ impl LambdaForwarder {
                 }
                 outcome.report += report;
             }
-            Ok(ObjectOutcome::Missing(_)) => {}
+            Ok(ObjectOutcome::Missing(report)) => outcome.report += report,
             Err(error) => {
                 tracing::warn!(object = %object.uri(), error = %error, transient = error.is_transient(), "Reading or forwarding the object failed; it will be retried.");
                 outcome.retry = true;

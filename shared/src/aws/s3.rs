@@ -1,11 +1,13 @@
 //! S3 objects streamed into the relay, and the S3 dead letter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::AsyncRead;
 
-use crate::dead_letter::{slug, DeadLetterEntry, DeadLetterSink};
+use crate::dead_letter::{
+    name_nonce, name_stamp, slug, DeadLetterEntry, DeadLetterSink, MAX_NAME_ATTEMPTS,
+};
 use crate::ingest::{Report, SessionOptions};
 use crate::model::BoxFuture;
 use crate::relay::{Input, Relay};
@@ -14,8 +16,9 @@ use crate::{Error, Result};
 use super::clients::{aws_error, error_code};
 use super::notification::ObjectRef;
 
-/// S3 error codes meaning "this object is not there": skipped, never retried (retrying a
-/// deleted object cannot succeed). Source: S3 GetObject error list.
+/// S3 error codes meaning "this object is not there": dead-lettered (naming the object and
+/// why), never retried (retrying a deleted object cannot succeed). Source: S3 GetObject error
+/// list (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html>).
 const MISSING_CODES: &[&str] = &["NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"];
 
 /// What became of one object.
@@ -23,8 +26,9 @@ const MISSING_CODES: &[&str] = &["NoSuchKey", "NoSuchBucket", "NoSuchVersion", "
 pub enum ObjectOutcome {
     /// Read and forwarded.
     Forwarded(Report),
-    /// Not there (deleted, or a key that never existed): logged and skipped.
-    Missing(String),
+    /// Not there (deleted, expired, or a key that never existed): one dead-letter entry
+    /// names it and why; the report counts it (`unreadable_sources`).
+    Missing(Report),
 }
 
 /// An opened object body, read as a stream so memory stays bounded however large it is.
@@ -36,7 +40,16 @@ pub async fn open_object(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
 ) -> Result<Option<(String, ObjectBody)>> {
+    Ok(open_or_missing(client, object).await?.ok())
+}
+
+/// Like [`open_object`], with the error code S3 gave when the object is not there.
+async fn open_or_missing(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+) -> Result<std::result::Result<(String, ObjectBody), String>> {
     let keys = std::iter::once(&object.key).chain(object.alt_key.as_ref());
+    let mut why = String::from("404");
     for key in keys {
         let mut request = client.get_object().bucket(&object.bucket).key(key);
         if let Some(version) = &object.version_id {
@@ -45,12 +58,13 @@ pub async fn open_object(
         match request.send().await {
             Ok(output) => {
                 let body: ObjectBody = Box::new(output.body.into_async_read());
-                return Ok(Some((key.clone(), body)));
+                return Ok(Ok((key.clone(), body)));
             }
             Err(error) => {
                 let status = error.raw_response().map(|raw| raw.status().as_u16());
-                let missing = status == Some(404)
-                    || error_code(&error).is_some_and(|code| MISSING_CODES.contains(&code));
+                let code = error_code(&error);
+                let missing =
+                    status == Some(404) || code.is_some_and(|code| MISSING_CODES.contains(&code));
                 if !missing {
                     let mut mapped = aws_error("s3", "GetObject", &error);
                     // An object named in a notification may be readable later (permissions
@@ -60,23 +74,65 @@ pub async fn open_object(
                     }
                     return Err(mapped);
                 }
+                why = code.unwrap_or("404 Not Found").to_string();
             }
         }
     }
-    Ok(None)
+    Ok(Err(why))
 }
 
-/// Reads `object` and forwards it through `relay` in its own session.
+/// The dead-letter entry for an object a notice names that S3 does not have. `source` is
+/// the object's URI with its version (`s3://bucket/key?versionId=...`), so the entry says
+/// exactly what was asked for; `code` is what S3 answered.
+pub fn missing_object_entry(object: &ObjectRef, code: &str) -> DeadLetterEntry {
+    let mut source = object.uri();
+    if let Some(version) = &object.version_id {
+        source.push_str("?versionId=");
+        source.push_str(version);
+    }
+    let what = match (code, &object.version_id) {
+        // Kept free of names (they are in `source`): reasons are counted by their text.
+        ("NoSuchBucket", _) => format!(
+            "S3 has no such bucket ({code}): the notice names a bucket that does not exist \
+             (deleted, or a notification from another account or region). Nothing was forwarded"
+        ),
+        ("NoSuchVersion", _) | (_, Some(_)) => format!(
+            "S3 has no such object version ({code}): it was deleted, or expired by a \
+             lifecycle rule (noncurrent versions), before it was read. Its events were not \
+             forwarded; if they matter, find the object (`aws s3api list-object-versions` on \
+             the bucket and key of this entry's source) and upload it again"
+        ),
+        _ => format!(
+            "S3 has no such object ({code}): it was deleted before it was read, or the \
+             notice names a key that was never written. Its events were not forwarded; if they \
+             matter, upload the object again"
+        ),
+    };
+    DeadLetterEntry {
+        reason: what,
+        source,
+        record: None,
+        event: None,
+        raw: None,
+    }
+}
+
+/// Reads `object` and forwards it through `relay` in its own session. An object that is
+/// not there is dead-lettered (one entry naming it) and not retried.
 pub async fn forward_object(
     client: &aws_sdk_s3::Client,
     relay: &Relay,
     object: &ObjectRef,
     options: SessionOptions,
 ) -> Result<ObjectOutcome> {
-    let Some((key, body)) = open_object(client, object).await? else {
-        let uri = object.uri();
-        tracing::warn!(object = %uri, "The object does not exist (deleted or never written); skipping it.");
-        return Ok(ObjectOutcome::Missing(uri));
+    let (key, body) = match open_or_missing(client, object).await? {
+        Ok(opened) => opened,
+        Err(code) => {
+            let entry = missing_object_entry(object, &code);
+            tracing::warn!(object = %entry.source, code = %code, "The object does not exist (deleted, expired or never written); writing it to the dead letter.");
+            let report = relay.reject(vec![entry]).await?;
+            return Ok(ObjectOutcome::Missing(report));
+        }
     };
     let source = format!("s3://{}/{key}", object.bucket);
     let mut forwarded = relay
@@ -90,18 +146,26 @@ pub async fn forward_object(
 }
 
 /// Writes each batch of dead-letter entries as one NDJSON object
-/// `<prefix><source slug>/<UTC timestamp>-<n>.ndjson`, so a person can find the entries for
-/// a given source object by listing its folder.
+/// `<prefix><source slug>/<UTC time to the millisecond>-<16 random hex digits>.ndjson`, so a
+/// person can find the entries for a given source object by listing its folder.
+///
+/// Nothing is overwritten, however many containers write at once: besides the random part,
+/// every PutObject carries `If-None-Match: *`, so S3 refuses (412) rather than replaces an
+/// existing key and the batch is written under a new name.
 #[derive(Debug)]
 pub struct S3DeadLetter {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
-    next: AtomicU64,
 }
 
 /// The URI scheme that selects the S3 dead letter in `LOGRELAY_DEAD_LETTER`.
 pub const S3_SCHEME: &str = "s3://";
+
+/// S3 answers a conditional write whose key exists with 412 Precondition Failed, and one that
+/// races another conditional write to the same key with 409 ConditionalRequestConflict ("retry
+/// the upload"). Source: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>.
+const KEY_TAKEN_CODES: &[&str] = &["PreconditionFailed", "ConditionalRequestConflict"];
 
 impl S3DeadLetter {
     /// A dead letter writing under `s3://bucket/prefix`.
@@ -110,7 +174,6 @@ impl S3DeadLetter {
             client,
             bucket,
             prefix,
-            next: AtomicU64::new(1),
         }
     }
 
@@ -134,10 +197,44 @@ impl S3DeadLetter {
         Ok((bucket.to_string(), prefix))
     }
 
-    /// The object key for a batch from `source`, numbered `n`.
-    pub fn object_key(&self, source: &str, n: u64) -> String {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        format!("{}{}/{stamp}-{n}.ndjson", self.prefix, slug(source))
+    /// The object key for a batch from `source` written at `now`, with the random `nonce`.
+    pub fn object_key(&self, source: &str, now: SystemTime, nonce: &str) -> String {
+        format!(
+            "{}{}/{}-{nonce}.ndjson",
+            self.prefix,
+            slug(source),
+            name_stamp(now)
+        )
+    }
+
+    /// Puts `body` under `key` (a full key, prefix included) unless the key exists:
+    /// `Ok(false)` when it does (or a concurrent conditional write holds it), never replacing
+    /// it.
+    pub async fn put_new(&self, key: &str, body: &[u8]) -> Result<bool> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/x-ndjson")
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let status = error.raw_response().map(|raw| raw.status().as_u16());
+                let taken = matches!(status, Some(412 | 409))
+                    || error_code(&error).is_some_and(|code| KEY_TAKEN_CODES.contains(&code));
+                if taken {
+                    tracing::warn!(object = %format!("s3://{}/{key}", self.bucket), "The dead-letter key exists already; writing under a new name.");
+                    Ok(false)
+                } else {
+                    Err(aws_error("s3", "PutObject", &error))
+                }
+            }
+        }
     }
 }
 
@@ -158,22 +255,24 @@ impl DeadLetterSink for S3DeadLetter {
                 body.push(b'\n');
             }
             let source = entries.first().map_or("", |entry| entry.source.as_str());
-            let key = self.object_key(source, self.next.fetch_add(1, Ordering::Relaxed));
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .content_type("application/x-ndjson")
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|error| failed(aws_error("s3", "PutObject", &error).to_string()))?;
-            tracing::warn!(
-                object = %format!("s3://{}/{key}", self.bucket),
-                entries = entries.len(),
-                "Wrote events to the dead letter."
-            );
-            Ok(())
+            for _ in 0..MAX_NAME_ATTEMPTS {
+                let key = self.object_key(source, SystemTime::now(), &name_nonce());
+                let written = self
+                    .put_new(&key, &body)
+                    .await
+                    .map_err(|error| failed(error.to_string()))?;
+                if written {
+                    tracing::warn!(
+                        object = %format!("s3://{}/{key}", self.bucket),
+                        entries = entries.len(),
+                        "Wrote events to the dead letter."
+                    );
+                    return Ok(());
+                }
+            }
+            Err(failed(format!(
+                "{MAX_NAME_ATTEMPTS} random object keys were all taken"
+            )))
         })
     }
 
@@ -210,12 +309,15 @@ mod tests {
             "dlq".into(),
             "failed/".into(),
         );
-        let key = sink.object_key("s3://keeper-audit/2026/11/events.json.gz", 3);
-        assert!(
-            key.starts_with("failed/s3-keeper-audit-2026-11-events-json-gz/"),
-            "{key}"
+        let key = sink.object_key(
+            "s3://keeper-audit/2026/11/events.json.gz",
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_764_583_200_123),
+            "9f3c2a7d1e4b8c06",
         );
-        assert!(key.ends_with("-3.ndjson"), "{key}");
+        assert_eq!(
+            key,
+            "failed/s3-keeper-audit-2026-11-events-json-gz/20251201T100000.123Z-9f3c2a7d1e4b8c06.ndjson"
+        );
         assert_eq!(sink.location(), "s3://dlq/failed/");
     }
 }
