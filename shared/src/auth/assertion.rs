@@ -4,7 +4,7 @@
 //!
 //! Three sources make assertions ([`AssertionSource`]): a certificate signing its own
 //! ([`super::certificate`]), a token file another platform writes ([`super::federated_file`]),
-//! and AWS STS `GetWebIdentityToken` ([`super::aws_federation`]). Whatever the source, an
+//! and AWS STS `GetWebIdentityToken` (`crate::aws::web_identity`). Whatever the source, an
 //! assertion with less than [`ASSERTION_MIN_REMAINING`] left on the injected clock is never sent.
 //!
 //! Request shape: <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow#second-case-access-token-request-with-a-certificate>

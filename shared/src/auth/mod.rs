@@ -7,8 +7,6 @@
 //! - [`build_provider`] turns an [`AuthConfig`] into the right provider.
 
 pub mod assertion;
-#[cfg(feature = "aws")]
-pub mod aws_federation;
 pub mod certificate;
 pub mod credential;
 pub mod entra;

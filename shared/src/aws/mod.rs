@@ -5,6 +5,7 @@ pub mod forward;
 pub mod notification;
 pub mod s3;
 pub mod secrets;
+pub mod web_identity;
 
 use std::sync::Arc;
 
@@ -72,10 +73,7 @@ pub async fn container_from_env() -> Result<Container> {
     let web_identity: Option<Arc<dyn crate::auth::AssertionSource>> = match &config.auth.credential
     {
         Credential::AwsFederation { audience } => Some(Arc::new(
-            crate::auth::aws_federation::StsWebIdentitySource::new(
-                clients.sts.clone(),
-                audience.clone(),
-            ),
+            web_identity::StsWebIdentitySource::new(clients.sts.clone(), audience.clone()),
         )),
         _ => None,
     };

@@ -127,7 +127,7 @@ pub(crate) const CODE_CALLS: &[Call] = &[
         // (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_outbound_policies.html).
         actions: &["sts:GetWebIdentityToken"],
         functions: &["S3Forwarder", "SqsForwarder", "HttpForwarder"],
-        why: "shared/src/auth/aws_federation.rs: the JWT exchanged at Entra (LOGRELAY_AWS_FEDERATION)",
+        why: "shared/src/aws/web_identity.rs: the JWT exchanged at Entra (LOGRELAY_AWS_FEDERATION)",
         credential: Some(AWS_FEDERATION),
     },
 ];

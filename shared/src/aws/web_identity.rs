@@ -4,7 +4,7 @@
 //! <https://learn.microsoft.com/entra/workload-id/workload-identity-federation>).
 //!
 //! The JWT is kept and reused until its refresh point (half of its short life), and never
-//! once it is within [`super::assertion::ASSERTION_MIN_REMAINING`] of expiry, on the
+//! once it is within [`crate::auth::assertion::ASSERTION_MIN_REMAINING`] of expiry, on the
 //! injected clock.
 
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use url::Url;
 
+use super::clients::{aws_error, error_code};
 use crate::auth::assertion::{
     time_claim, unverified_claims, Assertion, AssertionCache, AssertionSource,
 };
-use crate::aws::clients::{aws_error, error_code};
 use crate::clock::{Clock, SystemClock};
 use crate::model::BoxFuture;
 use crate::secret::Secret;
