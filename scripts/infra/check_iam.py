@@ -23,8 +23,13 @@ IDENTITY_TYPES = {"AWS::IAM::Role", "AWS::IAM::Group", "AWS::IAM::User", "AWS::I
 RESOURCE_POLICY_TYPES = {"AWS::S3::BucketPolicy": "PolicyDocument",
                          "AWS::SQS::QueuePolicy": "PolicyDocument"}
 
-# Resource "*" where AWS allows nothing narrower. Empty: every statement names its resources.
-STAR_RESOURCE_ALLOWLIST = {}
+# Resource "*" where AWS allows nothing narrower, with the reason.
+FEDERATION_STAR = ("sts:GetWebIdentityToken has no resource-level permissions (Service Authorization "
+                   "Reference, AWS STS actions); the statement is limited by its sts:IdentityTokenAudience condition.")
+STAR_RESOURCE_ALLOWLIST = {
+    (role, "GetEntraAssertion"): FEDERATION_STAR
+    for role in ("S3ForwarderRole", "SqsForwarderRole", "HttpForwarderRole")
+}
 
 # Key policy statements that may grant "kms:*", with the reason. Each must name the account root.
 KEY_ADMIN_ALLOWLIST = {
@@ -44,6 +49,18 @@ PUBLIC_PERMISSION_ALLOWLIST = {
 
 def as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def statements_of(document):
+    """The statements of a policy document, both branches of a condition's Fn::If included
+    (AWS::NoValue dropped), so a conditional grant is checked like any other."""
+    for statement in as_list(document.get("Statement", [])):
+        if isinstance(statement, dict) and list(statement) == ["Fn::If"]:
+            for branch in statement["Fn::If"][1:]:
+                if isinstance(branch, dict) and branch != {"Ref": "AWS::NoValue"}:
+                    yield branch
+        else:
+            yield statement
 
 
 def identity_documents(resource):
@@ -66,7 +83,7 @@ def main():
             if properties.get("ManagedPolicyArns"):
                 problems.append(f"{name}: managed policies {properties['ManagedPolicyArns']} (they use Resource \"*\")")
             for document in identity_documents(resource):
-                for statement in as_list(document.get("Statement", [])):
+                for statement in statements_of(document):
                     statements += 1
                     sid = statement.get("Sid", "?")
                     if statement.get("Effect") != "Allow":

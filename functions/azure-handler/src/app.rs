@@ -52,7 +52,7 @@ pub(crate) struct AppState {
 /// host.json sets `enableProxyingHttpRequest` and `routePrefix: ""`, so a host that honours it
 /// proxies the caller's original request (`POST /events`, headers and body unchanged) and
 /// returns our answer as is: the shared routes of [`logrelay_core::router`] serve it exactly as the
-/// AWS HTTP function does (bearer token, 200/400/401/413/503). A host that does not sends the
+/// AWS HTTP function does (bearer token, 200/202/400/401/413/503). A host that does not sends the
 /// classic invocation to the same path; [`classic_http::translate`] unwraps it for the same
 /// routes and wraps their answer in `Outputs.res`. Without `LOGRELAY_HTTP_TOKEN` (`http` is
 /// `None`) `/events` answers 503 naming the missing setting, in either mode.
@@ -175,10 +175,10 @@ async fn invoke(
             }
         }
         Err(error) => {
-            tracing::error!(function, invocation_id, %error, transient = error.is_transient(), "Invocation failed; the host will retry it.");
+            tracing::error!(function, invocation_id, %error, transient = error.is_transient(), "Invocation failed; the host retries it unless it checkpoints (an Event Hub last attempt).");
             Outcome::Retry {
                 logs: vec![format!(
-                    "logrelay {function}: {error}; failing the invocation so the host retries it"
+                    "logrelay {function}: {error}; failing the invocation so the host retries it (an Event Hub batch on its last attempt is checkpointed anyway: its EventIds are in the error log)"
                 )],
             }
         }
