@@ -4,6 +4,10 @@
 //! unfinished messages as batch item failures before the platform's deadline, and the retry
 //! of those messages delivers the rest, with duplicates only of what was in flight.
 //!
+//! The same holds for an S3 object (read from moto through the forwarder's real S3 client):
+//! the invocation fails with `DeadlineExceeded` before the platform's deadline, so the
+//! platform retries it, and the retry delivers the whole object.
+//!
 //! The SQS records are the documented shape (`tests/fixtures/aws/sqs-s3.json`, from the
 //! Lambda SQS event docs) with their bodies replaced by Keeper NDJSON, as the sqs-forwarder
 //! receives events.
@@ -11,12 +15,15 @@
 // Test helpers outside #[test] functions: a failed set-up step should stop the test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use azmon_emulator::{Emulator, EmulatorConfig, Faults};
-use logrelay_core::aws::forward::{session_deadline, sqs_event};
+use logrelay_core::aws::forward::{retry_error, session_deadline, sqs_event};
+use logrelay_core::aws::notification;
 use logrelay_core::aws::{Bodies, LambdaForwarder};
 use logrelay_core::config::Config;
 use logrelay_core::dead_letter::MemoryDeadLetter;
@@ -228,6 +235,92 @@ async fn a_deadline_mid_message_reports_the_unfinished_messages_and_the_retry_de
         twice.len(),
         in_flight.len()
     );
+    assert!(seen.values().all(|n| *n <= 2));
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_mid_object_fails_the_invocation_before_the_platform_deadline_and_the_retry_delivers_the_object(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let moto = common::start_moto(dir.path()).await;
+    // Creates the export bucket (and the rest of what the functions would be given).
+    common::function_env(&emulator, &moto).await;
+    // About 25 requests of 250 ms at least, one at a time: far past the 4 s invocation.
+    let key = "keeper/2026/12/01/deadline-mid-object.ndjson";
+    let events = 2_000;
+    common::put(&moto, key, keeper_ndjson("obj", events).into_bytes(), None).await;
+    let mut forwarder = forwarder(&emulator).await;
+    forwarder.s3 = moto.s3.clone();
+    let found = notification::extract(&common::s3_notice(key))
+        .unwrap()
+        .expect("the notice names an object");
+    emulator.set_faults(Faults {
+        latency_ms: LATENCY_MS,
+        ..Faults::none()
+    });
+
+    let started = Instant::now();
+    let platform_deadline = started + INVOCATION;
+    let deadline = session_deadline(SystemTime::now() + INVOCATION, forwarder.budget);
+    let handled = forwarder.objects(&found, deadline).await;
+    let returned = Instant::now();
+    assert!(
+        returned < platform_deadline,
+        "answered {:?} after the start, past the {INVOCATION:?} invocation",
+        returned - started
+    );
+    assert!(handled.retry, "the invocation must fail: {handled:?}");
+    assert!(handled.deadline_passed, "{handled:?}");
+    let error = retry_error(&handled);
+    assert!(
+        matches!(error, logrelay_core::Error::DeadlineExceeded { .. }),
+        "{error}"
+    );
+
+    emulator
+        .wait_for_requests_to_finish(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let first = stored(&emulator);
+    assert!(
+        (1..events).contains(&first.len()),
+        "the deadline passed mid-object: {} of {events} rows arrived",
+        first.len()
+    );
+    eprintln!(
+        "answered {:?} after the start ({INVOCATION:?} invocation); {} of {events} rows arrived before the deadline",
+        returned - started,
+        first.len()
+    );
+
+    // The platform retries the invocation; the service is fast again.
+    emulator.set_faults(Faults::none());
+    let deadline = session_deadline(
+        SystemTime::now() + Duration::from_secs(120),
+        forwarder.budget,
+    );
+    let handled = forwarder.objects(&found, deadline).await;
+    assert!(!handled.retry, "{handled:?}");
+    assert_eq!(handled.report.delivered, events as u64, "{handled:?}");
+
+    let all = stored(&emulator);
+    let users: BTreeSet<&str> = all.iter().map(|(user, _)| user.as_str()).collect();
+    assert_eq!(users.len(), events, "every event arrived");
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, id) in &all {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    // The object is read again from its start: duplicates are exactly the rows the first
+    // attempt stored, and nothing arrived more than twice.
+    let twice: BTreeSet<&str> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let first_ids: BTreeSet<&str> = first.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(twice, first_ids);
     assert!(seen.values().all(|n| *n <= 2));
     emulator.shutdown().await;
 }
