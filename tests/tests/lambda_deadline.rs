@@ -114,6 +114,20 @@ fn stored(emulator: &Emulator) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How often each EventId of `rows` was stored, and the ids stored more than once.
+fn arrivals(rows: &[(String, String)]) -> (BTreeMap<&str, usize>, BTreeSet<&str>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, id) in rows {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    let twice = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    (seen, twice)
+}
+
 /// The message ids of `batchItemFailures` in the answer as Lambda reads it.
 fn failed_ids(response: &impl serde::Serialize) -> Vec<String> {
     let answer = serde_json::to_value(response).unwrap();
@@ -213,15 +227,7 @@ async fn a_deadline_mid_message_reports_the_unfinished_messages_and_the_retry_de
     let all = stored(&emulator);
     let users: BTreeSet<&str> = all.iter().map(|(user, _)| user.as_str()).collect();
     assert_eq!(users.len(), 2_040, "every event arrived");
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, id) in &all {
-        *seen.entry(id.as_str()).or_default() += 1;
-    }
-    let twice: BTreeSet<&str> = seen
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
+    let (seen, twice) = arrivals(&all);
     // Duplicates are exactly the m1 rows that arrived before the deadline: what was in flight.
     let in_flight: BTreeSet<&str> = first
         .iter()
@@ -308,17 +314,9 @@ async fn a_deadline_mid_object_fails_the_invocation_before_the_platform_deadline
     let all = stored(&emulator);
     let users: BTreeSet<&str> = all.iter().map(|(user, _)| user.as_str()).collect();
     assert_eq!(users.len(), events, "every event arrived");
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, id) in &all {
-        *seen.entry(id.as_str()).or_default() += 1;
-    }
     // The object is read again from its start: duplicates are exactly the rows the first
     // attempt stored, and nothing arrived more than twice.
-    let twice: BTreeSet<&str> = seen
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
+    let (seen, twice) = arrivals(&all);
     let first_ids: BTreeSet<&str> = first.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(twice, first_ids);
     assert!(seen.values().all(|n| *n <= 2));

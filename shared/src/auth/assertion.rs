@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use url::Url;
 
-use crate::auth::entra::{host_of, parse_refusal, parse_token, token_url, transport, GRANT_TYPE};
+use crate::auth::entra::{host_of, TokenEndpoint};
 use crate::auth::{refresh_at, AccessToken, TokenProvider};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::model::BoxFuture;
 use crate::secret::Secret;
 use crate::{Error, Result};
@@ -104,13 +104,8 @@ impl AssertionCache {
 /// Client credentials with a client assertion: `POST {authority}/{tenant}/oauth2/v2.0/token`.
 #[derive(Debug)]
 pub struct ClientAssertionProvider {
-    http: reqwest::Client,
-    authority_host: Url,
-    tenant_id: String,
-    client_id: String,
-    scope: String,
+    endpoint: TokenEndpoint,
     source: Arc<dyn AssertionSource>,
-    clock: Arc<dyn Clock>,
 }
 
 impl ClientAssertionProvider {
@@ -124,25 +119,20 @@ impl ClientAssertionProvider {
         source: Arc<dyn AssertionSource>,
     ) -> Self {
         ClientAssertionProvider {
-            http,
-            authority_host,
-            tenant_id: tenant_id.into(),
-            client_id: client_id.into(),
-            scope: scope.into(),
+            endpoint: TokenEndpoint::new(http, authority_host, tenant_id, client_id, scope),
             source,
-            clock: Arc::new(SystemClock),
         }
     }
 
     /// Reads time from `clock` (tests), for the assertion check and token stamps.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.endpoint.clock = clock;
         self
     }
 
     /// The token endpoint (also a certificate assertion's `aud`).
     pub fn token_url(&self) -> Url {
-        token_url(&self.authority_host, &self.tenant_id)
+        self.endpoint.url()
     }
 }
 
@@ -150,14 +140,12 @@ impl TokenProvider for ClientAssertionProvider {
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken>> {
         Box::pin(async move {
             let url = self.token_url();
-            let host = host_of(&url);
             let assertion = self.source.assertion(&url).await?;
-            let issued_at = self.clock.now();
-            if !assertion.usable_at(issued_at) {
+            if !assertion.usable_at(self.endpoint.clock.now()) {
                 // Never send an expired (or about to expire) assertion: Entra would refuse it
                 // with AADSTS700024 and the cause would be hidden.
                 return Err(Error::TokenTransport {
-                    host,
+                    host: host_of(&url),
                     reason: format!(
                         "the client assertion from {} expires within {} s (or has expired); not sending it. Check the system clock, or that the token is being renewed",
                         self.source.describe(),
@@ -165,36 +153,16 @@ impl TokenProvider for ClientAssertionProvider {
                     ),
                 });
             }
-            let response = self
-                .http
-                .post(url)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .form(&[
-                    ("client_id", self.client_id.as_str()),
-                    ("scope", self.scope.as_str()),
-                    ("grant_type", GRANT_TYPE),
-                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                    ("client_assertion", assertion.jwt.expose()),
-                ])
-                .send()
-                .await
-                .map_err(|error| transport(&host, error))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|error| transport(&host, error))?;
-            if status.is_success() {
-                parse_token(&body, issued_at)
-                    .map_err(|reason| Error::TokenTransport { host, reason })
-            } else {
-                Err(parse_refusal(status.as_u16(), &body, &assertion.jwt))
-            }
+            let proof = [
+                ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                ("client_assertion", assertion.jwt.expose()),
+            ];
+            self.endpoint.grant(&proof, &assertion.jwt).await
         })
     }
 
     fn endpoint_host(&self) -> String {
-        host_of(&self.authority_host)
+        self.endpoint.host()
     }
 }
 

@@ -30,16 +30,90 @@ const ERROR_CODES_PAGE: &str =
 /// AADSTS codes meaning the client secret itself was refused (wrong value, expired).
 const REJECTED_SECRET_CODES: [u64; 2] = [7_000_215, 7_000_222];
 
-/// Client-credentials token provider (`AZURE_CLIENT_SECRET` or a Secrets Manager secret).
+/// Entra's token endpoint for one app registration: what every client-credentials grant
+/// shares, whatever proves the client (a secret or an assertion).
 #[derive(Debug)]
-pub struct ClientSecretProvider {
+pub(crate) struct TokenEndpoint {
     http: reqwest::Client,
     authority_host: Url,
     tenant_id: String,
     client_id: String,
     scope: String,
+    /// Stamps the tokens (and, for assertions, judges their expiry).
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl TokenEndpoint {
+    /// `{authority_host}/{tenant_id}/oauth2/v2.0/token` for `client_id` and `scope`.
+    pub(crate) fn new(
+        http: reqwest::Client,
+        authority_host: Url,
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        scope: impl Into<String>,
+    ) -> Self {
+        TokenEndpoint {
+            http,
+            authority_host,
+            tenant_id: tenant_id.into(),
+            client_id: client_id.into(),
+            scope: scope.into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The token endpoint, `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub(crate) fn url(&self) -> Url {
+        token_url(&self.authority_host, &self.tenant_id)
+    }
+
+    /// The authority's host and port, for messages.
+    pub(crate) fn host(&self) -> String {
+        host_of(&self.authority_host)
+    }
+
+    /// One client-credentials request, the client proven by `proof` (the form fields of a
+    /// secret or an assertion). `credential` is scrubbed from any refusal Entra echoes.
+    pub(crate) async fn grant(
+        &self,
+        proof: &[(&str, &str)],
+        credential: &Secret,
+    ) -> Result<AccessToken> {
+        let url = self.url();
+        let host = host_of(&url);
+        let issued_at = self.clock.now();
+        let mut form = vec![
+            ("client_id", self.client_id.as_str()),
+            ("scope", self.scope.as_str()),
+            ("grant_type", GRANT_TYPE),
+        ];
+        form.extend_from_slice(proof);
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|error| transport(&host, error))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| transport(&host, error))?;
+        if status.is_success() {
+            parse_token(&body, issued_at).map_err(|reason| Error::TokenTransport { host, reason })
+        } else {
+            Err(parse_refusal(status.as_u16(), &body, credential))
+        }
+    }
+}
+
+/// Client-credentials token provider (`AZURE_CLIENT_SECRET` or a Secrets Manager secret).
+#[derive(Debug)]
+pub struct ClientSecretProvider {
+    endpoint: TokenEndpoint,
     secrets: Arc<dyn SecretSource>,
-    clock: Arc<dyn Clock>,
 }
 
 impl ClientSecretProvider {
@@ -53,55 +127,27 @@ impl ClientSecretProvider {
         secrets: Arc<dyn SecretSource>,
     ) -> Self {
         ClientSecretProvider {
-            http,
-            authority_host,
-            tenant_id: tenant_id.into(),
-            client_id: client_id.into(),
-            scope: scope.into(),
+            endpoint: TokenEndpoint::new(http, authority_host, tenant_id, client_id, scope),
             secrets,
-            clock: Arc::new(SystemClock),
         }
     }
 
     /// Stamps tokens with `clock` instead of the system clock (tests).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.endpoint.clock = clock;
         self
     }
 
     /// The token endpoint, `{authority}/{tenant}/oauth2/v2.0/token`.
     pub fn token_url(&self) -> Url {
-        token_url(&self.authority_host, &self.tenant_id)
+        self.endpoint.url()
     }
 
     /// One token request with `secret`.
     async fn request(&self, secret: &Secret) -> Result<AccessToken> {
-        let url = self.token_url();
-        let host = host_of(&url);
-        let issued_at = self.clock.now();
-        let response = self
-            .http
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&[
-                ("client_id", self.client_id.as_str()),
-                ("scope", self.scope.as_str()),
-                ("client_secret", secret.expose()),
-                ("grant_type", GRANT_TYPE),
-            ])
-            .send()
+        self.endpoint
+            .grant(&[("client_secret", secret.expose())], secret)
             .await
-            .map_err(|error| transport(&host, error))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| transport(&host, error))?;
-        if status.is_success() {
-            parse_token(&body, issued_at).map_err(|reason| Error::TokenTransport { host, reason })
-        } else {
-            Err(parse_refusal(status.as_u16(), &body, secret))
-        }
     }
 }
 
@@ -131,7 +177,7 @@ impl TokenProvider for ClientSecretProvider {
     }
 
     fn endpoint_host(&self) -> String {
-        host_of(&self.authority_host)
+        self.endpoint.host()
     }
 }
 
