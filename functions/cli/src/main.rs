@@ -3,6 +3,7 @@
 
 mod doctor;
 mod generate;
+mod progress;
 mod replay;
 mod send;
 mod token;

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use logrelay_core::aws::{AwsClients, S3DeadLetter};
 use logrelay_core::config::{Config, Platform};
@@ -14,9 +14,6 @@ use logrelay_core::dead_letter::{DeadLetterSink, LocalDirDeadLetter};
 use logrelay_core::keeper::DecodeOptions;
 use logrelay_core::relay::Relay;
 use logrelay_core::replay::{self, Progress, Replayed, Store};
-
-/// How often the progress line is redrawn on a terminal.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// How many reasons and sources the summary lists.
 const TOP: usize = 10;
@@ -112,23 +109,16 @@ pub(crate) async fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// Redraws one progress line on stderr every [`PROGRESS_EVERY`].
+/// Files, rows and deliveries so far, redrawn on stderr.
 fn spawn_progress(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            eprint!(
-                "\r\x1b[2Kfiles {}/{}, rows sent {}, delivered {}, {:.0} s",
-                progress.files_read.load(Ordering::Relaxed),
-                progress.files_total.load(Ordering::Relaxed),
-                progress.rows_pushed.load(Ordering::Relaxed),
-                progress.delivered.load(Ordering::Relaxed),
-                started.elapsed().as_secs_f64()
-            );
-        }
+    crate::progress::spawn_line(move |seconds| {
+        format!(
+            "files {}/{}, rows sent {}, delivered {}, {seconds:.0} s",
+            progress.files_read.load(Ordering::Relaxed),
+            progress.files_total.load(Ordering::Relaxed),
+            progress.rows_pushed.load(Ordering::Relaxed),
+            progress.delivered.load(Ordering::Relaxed),
+        )
     })
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use clap::ValueEnum;
 use logrelay_core::config::{vars, Config, Platform};
@@ -14,9 +14,6 @@ use logrelay_core::dead_letter::DeadLetterSink;
 use logrelay_core::ingest::{Report, SessionOptions};
 use logrelay_core::keeper::DecodeOptions;
 use logrelay_core::relay::{Forwarded, Input, Relay};
-
-/// How often the progress line is redrawn on a terminal.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// How many dead-letter reasons the summary lists.
 const TOP_REASONS: usize = 5;
@@ -178,33 +175,25 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// Redraws one progress line on stderr every [`PROGRESS_EVERY`].
+/// Bytes read so far (of the total, when known) and the rate, redrawn on stderr.
 fn spawn_progress(read: Arc<AtomicU64>, total: Option<u64>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let bytes = read.load(Ordering::Relaxed);
-            let seconds = started.elapsed().as_secs_f64().max(0.001);
-            let share = total
-                .filter(|total| *total > 0)
-                .map(|total| {
-                    format!(
-                        " of {} ({:.0}%)",
-                        mb(total),
-                        100.0 * bytes as f64 / total as f64
-                    )
-                })
-                .unwrap_or_default();
-            eprint!(
-                "\r\x1b[2Kread {}{share}, {:.1} MB/s, {:.0} s",
-                mb(bytes),
-                bytes as f64 / 1e6 / seconds,
-                seconds
-            );
-        }
+    crate::progress::spawn_line(move |seconds| {
+        let bytes = read.load(Ordering::Relaxed);
+        let share = total
+            .filter(|total| *total > 0)
+            .map(|total| {
+                format!(
+                    " of {} ({:.0}%)",
+                    mb(total),
+                    100.0 * bytes as f64 / total as f64
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "read {}{share}, {:.1} MB/s, {seconds:.0} s",
+            mb(bytes),
+            bytes as f64 / 1e6 / seconds.max(0.001),
+        )
     })
 }
 
@@ -271,6 +260,7 @@ pub(crate) fn summary(report: &Report, dead_letter: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_summary_names_counts_reasons_and_the_dead_letter() {
