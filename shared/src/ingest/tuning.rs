@@ -22,7 +22,14 @@ pub struct Tuning {
     /// `LOGRELAY_MAX_DECOMPRESSED_BYTES`: gzip input larger than this once inflated is refused
     /// (default 16 GiB), the gzip-bomb guard.
     pub max_decompressed_bytes: u64,
+    /// `LOGRELAY_GZIP_LEVEL`: libdeflate level of request bodies, 1 (fastest) to 12 (smallest);
+    /// the default [`DEFAULT_GZIP_LEVEL`] was chosen in BENCHMARKS.md.
+    pub gzip_level: u8,
 }
+
+/// The default request-body compression level: libdeflate's level at which request bodies are
+/// no larger than zlib level 6 made them, for the least CPU (measured in BENCHMARKS.md).
+pub const DEFAULT_GZIP_LEVEL: u8 = 7;
 
 /// Accepted ranges, shown in error messages.
 const CONCURRENCY_RANGE: (u64, u64) = (1, 64);
@@ -31,6 +38,9 @@ const DEADLINE_SECS_RANGE: (u64, u64) = (1, 86_400);
 const BATCH_BYTES_RANGE: (u64, u64) = (1024, MAX_BATCH_BYTES as u64);
 const REQUEST_TIMEOUT_SECS_RANGE: (u64, u64) = (1, 600);
 const MAX_DECOMPRESSED_BYTES_RANGE: (u64, u64) = (1024, 1 << 50);
+/// libdeflate's levels (<https://github.com/ebiggers/libdeflate/blob/master/libdeflate.h>: 0 is
+/// "no compression", 1 the fastest, 12 the smallest); 0 is not offered, bodies must fit 1 MB.
+const GZIP_LEVEL_RANGE: (u64, u64) = (1, 12);
 
 pub(crate) fn read_tuning(get: Lookup<'_>) -> Result<Tuning> {
     let defaults = Tuning::default();
@@ -90,6 +100,11 @@ pub(crate) fn read_tuning(get: Lookup<'_>) -> Result<Tuning> {
             defaults.max_decompressed_bytes,
             MAX_DECOMPRESSED_BYTES_RANGE,
         )?,
+        gzip_level: number(
+            "LOGRELAY_GZIP_LEVEL",
+            u64::from(defaults.gzip_level),
+            GZIP_LEVEL_RANGE,
+        )? as u8,
     })
 }
 
@@ -102,6 +117,7 @@ impl Default for Tuning {
             batch_bytes: MAX_BATCH_BYTES,
             request_timeout: Duration::from_secs(30),
             max_decompressed_bytes: 16 << 30,
+            gzip_level: DEFAULT_GZIP_LEVEL,
         }
     }
 }

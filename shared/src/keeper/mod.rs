@@ -26,6 +26,7 @@
 //!   null and empty members, so JSON, NDJSON, CSV and syslog give the same id for the same
 //!   event even where the rows differ (a CSV cell stays text in the row).
 
+mod batch;
 mod canonical;
 mod csv;
 mod frame;
@@ -34,6 +35,7 @@ mod shape;
 mod syslog;
 mod time;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Cursor, Read};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -44,6 +46,7 @@ use crate::dead_letter::DeadLetterEntry;
 use crate::model::{EncodedRow, Origin};
 use crate::{Error, Result};
 
+use batch::{Batch, Parse};
 use frame::{JsonFramer, JsonOut, LineFramer, LineOut};
 use input::InputError;
 use time::Millis;
@@ -109,6 +112,10 @@ pub struct RowReader<'a> {
     ctx: Ctx,
     mode: Mode,
     stats: DecodeStats,
+    /// Records framed and waiting to be converted together.
+    batch: Batch,
+    /// Items converted and not yet yielded, in input order.
+    ready: VecDeque<Result<Decoded>>,
 }
 
 /// What every record's conversion needs.
@@ -182,6 +189,8 @@ impl<'a> RowReader<'a> {
             },
             mode: Mode::Start,
             stats: DecodeStats::default(),
+            batch: Batch::default(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -277,7 +286,7 @@ impl<'a> RowReader<'a> {
             LineOut::Line { line } => line,
         };
         if serde_json::from_slice::<serde::de::IgnoredAny>(&framer.buf).is_ok() {
-            let item = convert_json(&mut self.ctx, &mut self.stats, &framer.buf, Loc::Line(line));
+            let item = convert_json(&self.ctx, &mut self.stats, &framer.buf, Loc::Line(line));
             self.mode = Mode::Lines {
                 framer,
                 syslog: false,
@@ -334,7 +343,66 @@ impl<'a> RowReader<'a> {
         Some(Ok(reject(&self.ctx, at, reason, partial)))
     }
 
+    /// Frames JSON values into a batch until it is full or the input ends, then converts the
+    /// batch (in parallel) into `ready`, like [`RowReader::next_line`]. The first value of
+    /// input starting with `{` is read alone: it decides whether the rest is NDJSON.
     fn next_json(&mut self) -> Option<Result<Decoded>> {
+        let Mode::Json { framer, probe } = &mut self.mode else {
+            return None;
+        };
+        if *probe {
+            return self.next_json_probe();
+        }
+        let mut failure = None;
+        let mut ended = false;
+        while !self.batch.is_full() {
+            let out = match framer.next(&mut *self.reader) {
+                Ok(out) => out,
+                Err(e) => {
+                    let at = Loc::Record {
+                        record: framer.current_record(),
+                        line: framer.line(),
+                    };
+                    failure = Some((e, at, std::mem::take(&mut framer.buf)));
+                    break;
+                }
+            };
+            match out {
+                JsonOut::End => {
+                    ended = true;
+                    break;
+                }
+                JsonOut::Value { record, line } => self
+                    .batch
+                    .push_framed(&framer.buf, Loc::Record { record, line }),
+                JsonOut::TooLong { record, line } => self.batch.push_ready(reject(
+                    &self.ctx,
+                    Loc::Record { record, line },
+                    format!("the record exceeds {MAX_RECORD_BYTES} bytes; it was skipped"),
+                    &framer.buf,
+                )),
+                JsonOut::Broken { record, line, why } => self.batch.push_ready(reject(
+                    &self.ctx,
+                    Loc::Record { record, line },
+                    format!("malformed JSON: {why}"),
+                    &framer.buf,
+                )),
+            }
+        }
+        self.batch
+            .convert_into(&self.ctx, Parse::Json, &mut self.stats, &mut self.ready);
+        if ended {
+            self.mode = Mode::Done;
+        }
+        if let Some((error, at, partial)) = failure {
+            let failed = self.failed(error, at, &partial);
+            self.ready.extend(failed);
+        }
+        None
+    }
+
+    /// The first value of input starting with `{`, read and converted alone.
+    fn next_json_probe(&mut self) -> Option<Result<Decoded>> {
         let Mode::Json { framer, probe } = &mut self.mode else {
             return None;
         };
@@ -355,7 +423,7 @@ impl<'a> RowReader<'a> {
                 return None;
             }
             JsonOut::Value { record, line } => convert_json(
-                &mut self.ctx,
+                &self.ctx,
                 &mut self.stats,
                 &framer.buf,
                 Loc::Record { record, line },
@@ -385,43 +453,54 @@ impl<'a> RowReader<'a> {
         Some(Ok(item))
     }
 
+    /// Frames lines into a batch until it is full or the input ends, then converts the
+    /// batch (in parallel) into `ready`. A line too long is rejected in its place; a read
+    /// failure comes after the lines before it.
     fn next_line(&mut self) -> Option<Result<Decoded>> {
         let Mode::Lines { framer, syslog } = &mut self.mode else {
             return None;
         };
-        let out = match framer.next(&mut *self.reader) {
-            Ok(out) => out,
-            Err(e) => {
-                let at = Loc::Line(framer.line() + 1);
-                let partial = std::mem::take(&mut framer.buf);
-                return self.failed(e, at, &partial);
-            }
-        };
-        let line = match out {
-            LineOut::End => {
-                self.mode = Mode::Done;
-                return None;
-            }
-            LineOut::TooLong { line } => {
-                return Some(Ok(reject(
+        let parse = if *syslog { Parse::Syslog } else { Parse::Json };
+        let mut failure = None;
+        let mut ended = false;
+        while !self.batch.is_full() {
+            let out = match framer.next(&mut *self.reader) {
+                Ok(out) => out,
+                Err(e) => {
+                    let at = Loc::Line(framer.line() + 1);
+                    failure = Some((e, at, std::mem::take(&mut framer.buf)));
+                    break;
+                }
+            };
+            match out {
+                LineOut::End => {
+                    ended = true;
+                    break;
+                }
+                LineOut::TooLong { line } => self.batch.push_ready(reject(
                     &self.ctx,
                     Loc::Line(line),
                     format!("the line exceeds {MAX_RECORD_BYTES} bytes; it was skipped"),
                     &framer.buf,
-                )))
+                )),
+                LineOut::Line { line } => {
+                    let bytes = framer.buf.strip_prefix(BOM).unwrap_or(&framer.buf);
+                    if !bytes.iter().all(u8::is_ascii_whitespace) {
+                        self.batch.push_framed(bytes, Loc::Line(line));
+                    }
+                }
             }
-            LineOut::Line { line } => line,
-        };
-        let bytes = framer.buf.strip_prefix(BOM).unwrap_or(&framer.buf);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return self.next_line();
         }
-        let at = Loc::Line(line);
-        Some(Ok(if *syslog {
-            convert_syslog(&mut self.ctx, &mut self.stats, bytes, at)
-        } else {
-            convert_json(&mut self.ctx, &mut self.stats, bytes, at)
-        }))
+        self.batch
+            .convert_into(&self.ctx, parse, &mut self.stats, &mut self.ready);
+        if ended {
+            self.mode = Mode::Done;
+        }
+        if let Some((error, at, partial)) = failure {
+            let failed = self.failed(error, at, &partial);
+            self.ready.extend(failed);
+        }
+        None
     }
 
     fn next_csv(&mut self) -> Option<Result<Decoded>> {
@@ -509,7 +588,7 @@ impl<'a> RowReader<'a> {
         }
         let object = csv::to_object(names, fields);
         Some(Ok(convert_object(
-            &mut self.ctx,
+            &self.ctx,
             &mut self.stats,
             object,
             None,
@@ -524,6 +603,9 @@ impl Iterator for RowReader<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
             let item = match self.mode {
                 Mode::Start => self.start(),
                 Mode::Json { .. } => self.next_json(),
@@ -576,7 +658,7 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// One JSON record's bytes → a row or a rejection.
-fn convert_json(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
+fn convert_json(ctx: &Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => return not_utf8(ctx, at, e, bytes),
@@ -594,7 +676,7 @@ fn convert_json(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -
 }
 
 /// One syslog line → a row or a rejection.
-fn convert_syslog(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
+fn convert_syslog(ctx: &Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> Decoded {
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => return not_utf8(ctx, at, e, bytes),
@@ -649,7 +731,7 @@ fn convert_syslog(ctx: &mut Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc)
 
 /// An object → the row for the configured schema.
 fn convert_object(
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     stats: &mut DecodeStats,
     object: Map<String, Value>,
     header_time: Option<Millis>,
