@@ -879,7 +879,10 @@ def criterion_results(root):
     """Mean time per iteration and throughput from target/criterion/<group>/<bench>/new/."""
     base = os.path.join(root, "target", "criterion")
     rows = []
-    for group in ["decode", "pack", "gzip"]:
+    # The known stages first, then any group a later hot_path.rs adds (e.g. another compressor).
+    known = ["decode", "pack", "gzip"]
+    found = sorted(name for name in os.listdir(base) if name not in known and name != "report") if os.path.isdir(base) else []
+    for group in known + found:
         folder = os.path.join(base, group)
         if not os.path.isdir(folder):
             continue
