@@ -4,7 +4,9 @@
 # invokes the s3-forwarder with an S3 event for it, prints what landed, and stops everything.
 # Everything listens on 127.0.0.1; nothing reaches a cloud.
 # Knobs: LOCAL_PROFILE=release (release binaries), LOCAL_OBJECT=<file> (the export to upload),
-# LOCAL_INVOKE_TIMEOUT=<seconds> (default 120). The function's peak memory is printed at the end.
+# LOCAL_INVOKE_TIMEOUT=<seconds> (default 120), LOCAL_MEMORY_MB=<MB> (the function's
+# AWS_LAMBDA_FUNCTION_MEMORY_SIZE, default 1024). The function's peak memory, CPU seconds and
+# duration are printed at the end (one `local: invocation ...` line, read by big-object.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -99,7 +101,7 @@ for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$rt_port") 2>/dev/null &&
 env -u AZURE_CLIENT_SECRET \
   AZURE_CLIENT_SECRET_ARN="$secret_arn" \
   LOGRELAY_DEAD_LETTER="s3://keeper-dead-letter/failed/" \
-  AWS_LAMBDA_FUNCTION_NAME=s3-forwarder AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 \
+  AWS_LAMBDA_FUNCTION_NAME=s3-forwarder AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE="${LOCAL_MEMORY_MB:-1024}" \
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$rt_port/.rt" RUST_LOG=info \
   "$target/s3-forwarder" >"$work/s3-forwarder.log" 2>&1 &
 function_pid=$!
@@ -116,12 +118,18 @@ s3["object"]["key"] = urllib.parse.quote_plus(key, safe="/")  # as S3 encodes it
 print(json.dumps(event))
 PY
 curl -s --max-time "${LOCAL_INVOKE_TIMEOUT:-120}" -X POST "http://127.0.0.1:$rt_port/2015-03-31/functions/_/invocations" \
-  -H 'content-type: application/json' --data @"$work/event.json" >"$work/answer.json"
+  -w '%{time_total}' -o "$work/answer.json" \
+  -H 'content-type: application/json' --data @"$work/event.json" >"$work/round-trip.txt"
 echo "answer: $(cat "$work/answer.json")"
 
 say "function log"
 cat "$work/s3-forwarder.log"
 echo "s3-forwarder peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$function_pid/status") (object $(( $(stat -c %s "$sample") / 1048576 )) MiB)"
+# duration_s: the handler's own wall time (the answer's `duration`); round_trip_s: the invoke
+# call through cargo-lambda's runtime; cpu_s: user + system of the function process so far.
+cpu_s="$(awk -v tick="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); split($0, f, " "); printf "%.3f", (f[12] + f[13]) / tick}' "/proc/$function_pid/stat" || true)"
+duration_s="$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("duration", ""))' "$work/answer.json" 2>/dev/null || true)"
+echo "local: invocation duration_s=${duration_s:-?} round_trip_s=$(cat "$work/round-trip.txt") cpu_s=$cpu_s peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$function_pid/status") memory_mb=${LOCAL_MEMORY_MB:-1024} object_bytes=$(stat -c %s "$sample")"
 
 say "what landed (emulator /_emulator/stats)"
 curl -s "$AZMON_EMULATOR_URL/_emulator/stats"; echo

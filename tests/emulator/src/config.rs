@@ -190,6 +190,10 @@ pub struct EmulatorConfig {
     /// Strict mode (default on): also 413 a *decompressed* body over 1 MiB, and 400 a body
     /// that is not a JSON array of objects (the real service answers 204 and drops it).
     pub strict: bool,
+    /// Keep every accepted row (default on). Off ("count-only", for benchmarks): every check
+    /// still runs and the stats count rows, but no row is kept or shaped, so the emulator
+    /// spends little of the CPU the client under test needs.
+    pub store_rows: bool,
     /// Faults in force from the start.
     pub faults: Faults,
     /// Federated identity credentials registered on the app (default: none).
@@ -216,6 +220,7 @@ impl Default for EmulatorConfig {
             identity_header: "b7e4c2a9-1f3d-4a6b-8e5c-9d0f2a4b6c8e".to_string(),
             identity_client_id: "6a2d8f4c-0e1b-4c7a-9f3e-2b5d7c9a1e40".to_string(),
             strict: true,
+            store_rows: true,
             faults: Faults::default(),
             federated_credentials: Vec::new(),
             certificates: Vec::new(),
@@ -292,6 +297,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("identity_header", &"<hidden>")
             .field("strict", &self.strict)
+            .field("store_rows", &self.store_rows)
             .field("faults", &self.faults)
             .field("federated_credentials", &self.federated_credentials)
             .field("certificates", &self.certificates.len())

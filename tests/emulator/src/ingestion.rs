@@ -95,7 +95,13 @@ async fn receive(
         Ok(wire) => {
             let (wire, keyed) = (wire.clone(), Arc::clone(&state));
             tokio::task::spawn_blocking(move || {
-                let key = faults::request_key(&wire, gzip);
+                // Count-only mode keys fates by the body as sent (the key's own fallback):
+                // no second gunzip and parse per request.
+                let key = if keyed.config.store_rows {
+                    faults::request_key(&wire, gzip)
+                } else {
+                    faults::request_key(&wire, false)
+                };
                 let mut inner = keyed.lock();
                 let seen = inner.attempts.entry(key.clone()).or_insert(0);
                 let attempt = *seen;
@@ -290,6 +296,9 @@ fn handle(
     if body.is_empty() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
+    if !config.store_rows {
+        return count_only(state, &body, config.strict);
+    }
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error_) => {
@@ -323,6 +332,162 @@ fn handle(
     };
     store(state, &stream.name, rows, stream, token_serial);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Count-only mode: the same JSON checks and answers as storing, without building the rows.
+fn count_only(state: &State, body: &[u8], strict: bool) -> Response {
+    let items: Vec<Item> = match serde_json::from_slice::<Shape>(body) {
+        Ok(Shape::Array(items)) => items,
+        Ok(other) if strict => {
+            let what = match other {
+                Shape::Array(_) => "an array with an item that is not an object",
+                Shape::Object => "a JSON object",
+                Shape::Scalar => "a JSON scalar",
+            };
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPayload",
+                &format!("The body must be a JSON array of objects; got {what}."),
+            );
+        }
+        Ok(_) => Vec::new(),
+        Err(error_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPayload",
+                &format!(
+                    "malformed JSON at line {}, column {}: the body must be UTF-8 JSON.",
+                    error_.line(),
+                    error_.column()
+                ),
+            )
+        }
+    };
+    if items.contains(&Item::Other) {
+        if strict {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidPayload",
+                "The body must be a JSON array of objects; got an array with an item that is not an object.",
+            );
+        }
+        count_rows(state, 0);
+    } else {
+        count_rows(state, items.len() as u64);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A body's top-level shape, its items read without being built.
+enum Shape {
+    Array(Vec<Item>),
+    Object,
+    Scalar,
+}
+
+/// One array item: an object or anything else.
+#[derive(PartialEq, Eq)]
+enum Item {
+    Object,
+    Other,
+}
+
+/// Accepts any JSON value and tells which of `T`'s kinds it was, skipping its contents.
+struct Kind<T>(std::marker::PhantomData<T>);
+
+trait FromKind: Sized {
+    fn array<'de, A: serde::de::SeqAccess<'de>>(seq: A) -> Result<Self, A::Error>;
+    fn object() -> Self;
+    fn scalar() -> Self;
+}
+
+impl FromKind for Shape {
+    fn array<'de, A: serde::de::SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Item>()? {
+            items.push(item);
+        }
+        Ok(Shape::Array(items))
+    }
+    fn object() -> Self {
+        Shape::Object
+    }
+    fn scalar() -> Self {
+        Shape::Scalar
+    }
+}
+
+impl FromKind for Item {
+    fn array<'de, A: serde::de::SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Item::Other)
+    }
+    fn object() -> Self {
+        Item::Object
+    }
+    fn scalar() -> Self {
+        Item::Other
+    }
+}
+
+impl<'de, T: FromKind> serde::de::Visitor<'de> for Kind<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok(T::scalar())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::array(seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(T::object())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Kind(std::marker::PhantomData))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Kind(std::marker::PhantomData))
+    }
+}
+
+/// The row counters one accepted request moves, whether or not its rows are kept.
+fn count_rows(state: &State, count: u64) {
+    let mut inner = state.lock();
+    let stats = &mut inner.stats;
+    stats.rows += count;
+    stats.max_rows_per_request = stats.max_rows_per_request.max(count);
+    if count == 0 {
+        stats.empty_batches += 1;
+    }
+    drop(inner);
+    state.changed.notify_waiters();
 }
 
 fn store(

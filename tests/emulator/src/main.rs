@@ -34,6 +34,10 @@ struct Args {
     /// Retry-After seconds on injected 429/503 answers.
     #[arg(long, default_value_t = 1)]
     retry_after_secs: u64,
+    /// Keep accepted rows for /_emulator/rows (`false`: check and count them only, for
+    /// benchmarks, so the emulator takes less of the CPU the client under test needs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    store_rows: bool,
 }
 
 #[tokio::main]
@@ -71,6 +75,7 @@ async fn run(args: Args) -> std::io::Result<()> {
             latency_ms: args.latency_ms,
             ..Faults::default()
         },
+        store_rows: args.store_rows,
         ..EmulatorConfig::default()
     };
     if let Some(lifetime) = args.token_lifetime_secs {

@@ -1151,3 +1151,96 @@ async fn outside_strict_mode_a_bare_object_is_accepted_and_dropped_as_observed()
     assert!(emulator.rows().is_empty());
     assert_eq!(emulator.stats().accepted_requests, 1);
 }
+
+async fn upload_gzip(emulator: &Emulator, token: &str, body: &[u8]) -> reqwest::Response {
+    client()
+        .post(emulator.ingestion_endpoint())
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_ENCODING, "gzip")
+        .body(gzip(body))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_count_only_emulator_counts_every_row_stores_none_and_still_refuses_bad_bodies() {
+    let emulator = Emulator::start(EmulatorConfig {
+        store_rows: false,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let token = emulator.issue_token();
+    let time = now();
+    let two = json!([
+        login_row(&time, "a@example.com"),
+        login_row(&time, "b@example.com")
+    ]);
+    let one = json!([login_row(&time, "c@example.com")]);
+    for rows in [&two, &one] {
+        let response = upload_gzip(&emulator, &token, &serde_json::to_vec(rows).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    let stats = emulator.stats();
+    assert_eq!((stats.rows, stats.ingestion_requests), (3, 2));
+    assert!(emulator.rows().is_empty());
+
+    // The checks still run: a non-object item, a bare object, broken gzip, a wrong token and a
+    // decompressed body over the limit are refused, and count no rows.
+    let refusals: [(&[u8], &str, StatusCode, &str); 3] = [
+        (
+            b"[{\"a\":1},2]",
+            "token",
+            StatusCode::BAD_REQUEST,
+            "InvalidPayload",
+        ),
+        (
+            b"{\"a\":1}",
+            "token",
+            StatusCode::BAD_REQUEST,
+            "InvalidPayload",
+        ),
+        (
+            b"[{\"a\":1}]",
+            "not-a-token",
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+        ),
+    ];
+    for (body, which, want_status, want_code) in refusals {
+        let bearer = if which == "token" {
+            token.as_str()
+        } else {
+            which
+        };
+        let (status, code, _) = error_of(upload_gzip(&emulator, bearer, body).await).await;
+        assert_eq!((status, code.as_deref()), (want_status, Some(want_code)));
+    }
+    let corrupt = client()
+        .post(emulator.ingestion_endpoint())
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_ENCODING, "gzip")
+        .body(&b"\x1f\x8b\x08 not gzip"[..])
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(corrupt).await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("InvalidContentEncoding"))
+    );
+    let too_big = body_of_exact_size(MAX_BODY_BYTES + 1);
+    let (status, code, _) = error_of(upload_gzip(&emulator, &token, &too_big).await).await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("ContentLengthLimitExceeded")
+        )
+    );
+    assert_eq!(emulator.stats().rows, 3);
+    assert!(emulator.rows().is_empty());
+}
