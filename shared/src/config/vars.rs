@@ -102,7 +102,7 @@ pub const VARS: &[Var] = &[
     Var { name: "LOGRELAY_DEADLINE_SECS", default: Default::Value("300"), meaning: "How long one batch may keep retrying. Lambda functions also stop before the invocation's own deadline." },
     Var { name: "LOGRELAY_BATCH_BYTES", default: Default::Value("1000000"), meaning: "Serialized JSON bytes per request (at most 1,000,000)." },
     Var { name: "LOGRELAY_REQUEST_TIMEOUT_SECS", default: Default::Value("30"), meaning: "One HTTP attempt." },
-    Var { name: "LOGRELAY_GZIP_LEVEL", default: Default::Value("7"), meaning: "Request-body compression (libdeflate), 1 (least CPU, about 15 % more bytes) to 12 (fewest bytes); 7 sends fewer bytes than zlib's level 6 did." },
+    Var { name: "LOGRELAY_GZIP_LEVEL", default: Default::Value("4"), meaning: "Request-body compression (libdeflate), 1 (least CPU, about 5 % more bytes than 4) to 12 (fewest bytes, most CPU); 4 sends fewer bytes than earlier releases' zlib level 6." },
     Var { name: "LOGRELAY_MAX_DECOMPRESSED_BYTES", default: Default::Value("17179869184"), meaning: "Gzip input inflating past this (16 GiB) is refused (gzip-bomb guard)." },
     Var { name: LOGRELAY_SCHEMA, default: Default::Value("keeper"), meaning: "`keeper`, or `passthrough` to forward non-Keeper objects as they are." },
     Var { name: LOGRELAY_TIME_FIELD, default: Default::Words(""), meaning: "Passthrough: the field `TimeGenerated` is taken from (required with `passthrough`)." },

@@ -21,6 +21,7 @@ pub use crate::model::{EncodedRow, Origin, Report, MAX_BATCH_BYTES};
 use crate::Result;
 pub use endpoint::IngestionEndpoint;
 use pack::{Batch, Packed, Packer};
+pub use send::gzip;
 use send::{BatchContext, MAX_ENTRIES_PER_WRITE};
 pub use tuning::Tuning;
 

@@ -157,17 +157,42 @@ pub fn pack(rows: impl IntoIterator<Item = EncodedRow>, limit: usize) -> Packing
     packing
 }
 
-/// Writes the JSON array body of `rows` to `out` (e.g. a gzip encoder), without building it
-/// in memory first.
+/// Writes the JSON array body of `rows` to `out`, the rows laid out for compression (see
+/// [`layout`]), without building the array in memory first.
 pub fn write_body(rows: &[EncodedRow], out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"[")?;
-    for (index, row) in rows.iter().enumerate() {
+    for (index, row) in layout(rows).into_iter().enumerate() {
         if index > 0 {
             out.write_all(b",")?;
         }
-        out.write_all(&row.json)?;
+        out.write_all(row)?;
     }
     out.write_all(b"]")
+}
+
+/// The member a row's layout key starts at: Keeper rows hold their unique fields
+/// (`TimeGenerated`, `EventId`) first, and what follows (`audit_event`, `category`,
+/// addresses, versions, `username`, ...) repeats across events.
+const LAYOUT_KEY_FROM: &[u8] = b",\"audit_event\":";
+
+/// The rows of a body in the order they are written: sorted by what follows their unique
+/// fields, so events of the same type, address and user sit side by side and the
+/// compressor finds long, near matches. Azure keeps no order within a request (rows are
+/// stored by `TimeGenerated`), so only the wire size changes: on the bench's data, 7-12 %
+/// fewer bytes at every level (BENCHMARKS.md). Rows without the member (passthrough) sort
+/// by their whole text.
+pub fn layout(rows: &[EncodedRow]) -> Vec<&[u8]> {
+    let finder = memchr::memmem::Finder::new(LAYOUT_KEY_FROM);
+    let mut keyed: Vec<(&[u8], &[u8])> = rows
+        .iter()
+        .map(|row| {
+            let json = row.json.as_slice();
+            let key = finder.find(json).map_or(json, |at| &json[at..]);
+            (key, json)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, json)| json).collect()
 }
 
 #[cfg(test)]
@@ -272,6 +297,44 @@ mod tests {
             let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(value.as_array().unwrap().len(), batch.rows.len());
         }
+    }
+
+    #[test]
+    fn a_body_lays_rows_of_the_same_event_side_by_side_and_keeps_every_row() {
+        let keeper = |time: &str, id: &str, event: &str, user: &str| {
+            EncodedRow {
+            json: format!(
+                r#"{{"TimeGenerated":"{time}","EventId":"{id}","audit_event":"{event}","username":"{user}"}}"#
+            )
+            .into_bytes(),
+            origin: Origin {
+                source: Arc::from("test"),
+                record: 0,
+            },
+        }
+        };
+        let rows = vec![
+            keeper("2026-01-01T00:00:03Z", "c", "login", "bob"),
+            keeper("2026-01-01T00:00:01Z", "a", "share", "ann"),
+            keeper("2026-01-01T00:00:02Z", "b", "login", "ann"),
+            row(5, 9),
+        ];
+        let mut body = Vec::new();
+        write_body(&rows, &mut body).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let ids: Vec<&str> = value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.get("EventId")
+                    .and_then(|id| id.as_str())
+                    .unwrap_or("plain")
+            })
+            .collect();
+        // Without the member, the whole text is the key: `"` sorts before `{`.
+        assert_eq!(ids, ["plain", "b", "c", "a"]);
+        assert_eq!(body.len(), Batch::from_rows(rows).json_bytes);
     }
 
     #[test]

@@ -92,38 +92,53 @@ pub(crate) async fn deliver(delivery: BatchContext, batch: Batch) -> Result<Repo
 }
 
 /// Gzips the JSON array of `batch` at `level` with libdeflate (a whole-buffer compressor:
-/// the body is at most 1 MB, so it is built once and compressed in one call). Inline rather
-/// than on a blocking thread: a few milliseconds per megabyte, and the batch never leaves
-/// this task, so no path can lose it.
-pub(crate) fn gzip(batch: &Batch, level: u8) -> std::io::Result<Bytes> {
-    let mut body = Vec::with_capacity(batch.json_bytes);
-    write_body(&batch.rows, &mut body)?;
+/// the body is at most 1 MB, so it is laid out once and compressed in one call). Inline
+/// rather than on a blocking thread: a few milliseconds per megabyte, and the batch never
+/// leaves this task, so no path can lose it.
+pub fn gzip(batch: &Batch, level: u8) -> std::io::Result<Bytes> {
     let lvl = libdeflater::CompressionLvl::new(i32::from(level)).map_err(|error| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("gzip level {level}: {error:?}"),
         )
     })?;
-    COMPRESSOR.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        let compressor = match &mut *kept {
+    GZIP_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let Scratch {
+            compressor,
+            body,
+            out,
+        } = &mut *scratch;
+        let compressor = match compressor {
             Some((at, compressor)) if *at == level => compressor,
             slot => &mut slot.insert((level, libdeflater::Compressor::new(lvl))).1,
         };
-        let mut out = vec![0; compressor.gzip_compress_bound(body.len())];
+        body.clear();
+        write_body(&batch.rows, body)?;
+        out.resize(compressor.gzip_compress_bound(body.len()), 0);
         let written = compressor
-            .gzip_compress(&body, &mut out)
+            .gzip_compress(body, out)
             .map_err(|error| std::io::Error::other(format!("gzip: {error:?}")))?;
-        out.truncate(written);
-        Ok(Bytes::from(out))
+        // An exact copy: the body is kept for retries, the scratch is the thread's.
+        Ok(Bytes::copy_from_slice(&out[..written]))
     })
 }
 
+/// A worker thread's compression state, kept between bodies: allocating a compressor and
+/// megabyte buffers costs more than compressing a small body, and kept buffers make the
+/// memory per thread fixed.
+#[derive(Default)]
+struct Scratch {
+    /// The compressor and its level.
+    compressor: Option<(u8, libdeflater::Compressor)>,
+    /// The body laid out as JSON.
+    body: Vec<u8>,
+    /// Room for the compressed body (libdeflate needs its bound up front).
+    out: Vec<u8>,
+}
+
 thread_local! {
-    /// The worker thread's libdeflate compressor and its level, kept: allocating one costs
-    /// more than compressing a small body.
-    static COMPRESSOR: std::cell::RefCell<Option<(u8, libdeflater::Compressor)>> =
-        const { std::cell::RefCell::new(None) };
+    static GZIP_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Sends one body until it is delivered, refused, or out of attempts or time.

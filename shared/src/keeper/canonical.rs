@@ -13,7 +13,10 @@
 //! - object keys are sorted by code point at every level; no whitespace; strings escaped
 //!   as serde_json and Python's `json.dumps(ensure_ascii=False)` both do.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
+
+// Strings are escaped as serde_json and Python's `json.dumps(ensure_ascii=False)` both do.
+use super::json_text::write_str;
 
 /// Largest decimal exponent ECMAScript writes without an exponent (Number::toString, ECMA-262
 /// §6.1.6.1.20: plain digits while n ≤ 21).
@@ -147,29 +150,24 @@ pub(crate) fn es_number(x: f64) -> String {
 }
 
 /// An object member's value, borrowed from wherever the event keeps it.
-#[derive(Clone, Copy)]
 pub(crate) enum Member<'a> {
     Value(&'a Value),
     Str(&'a str),
     Int(i64),
-    Object(&'a Map<String, Value>),
+    /// An object given as its members (any order, unique keys).
+    Members(Vec<(&'a str, Member<'a>)>),
 }
 
 impl Member<'_> {
     /// Whether the member is left out: `null`, `""`, or a string spelling `null`.
-    fn absent(self) -> bool {
+    fn absent(&self) -> bool {
         match self {
             Member::Value(Value::Null) => true,
             Member::Value(Value::String(s)) => s.is_empty() || s == "null",
-            Member::Str(s) => s.is_empty() || s == "null",
+            Member::Str(s) => s.is_empty() || *s == "null",
             _ => false,
         }
     }
-}
-
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaping is the one documented: `"` `\` and U+0000–U+001F only.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 fn write_scalar(out: &mut Vec<u8>, scalar: Scalar<'_>) {
@@ -223,13 +221,8 @@ pub(crate) fn write_members(out: &mut Vec<u8>, mut members: Vec<(&str, Member<'_
         match member {
             Member::Value(v) => write_value(out, v),
             Member::Str(s) => write_scalar(out, scalar_of_str(s)),
-            Member::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            Member::Object(map) => write_members(
-                out,
-                map.iter()
-                    .map(|(k, v)| (k.as_str(), Member::Value(v)))
-                    .collect(),
-            ),
+            Member::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Member::Members(members) => write_members(out, members),
         }
     }
     out.push(b'}');

@@ -27,10 +27,12 @@
 //!   event even where the rows differ (a CSV cell stays text in the row).
 
 mod batch;
+mod borrowed;
 mod canonical;
 mod csv;
 mod frame;
 mod input;
+mod json_text;
 mod shape;
 mod syslog;
 mod time;
@@ -663,6 +665,16 @@ fn convert_json(ctx: &Ctx, stats: &mut DecodeStats, bytes: &[u8], at: Loc) -> De
         Ok(text) => text,
         Err(e) => return not_utf8(ctx, at, e, bytes),
     };
+    if ctx.schema == SchemaMode::Keeper {
+        // The common event, read in place; anything else takes the general path below.
+        if let Some(converted) = borrowed::push_event(text)
+            .and_then(|event| shape::keeper_row_borrowed(&event, text.len()))
+        {
+            #[cfg(test)]
+            same_as_general_path(text, &converted);
+            return row(ctx, stats, converted, at);
+        }
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(object)) => convert_object(ctx, stats, object, None, at, bytes),
         Ok(other) => reject(
@@ -743,19 +755,40 @@ fn convert_object(
         SchemaMode::Passthrough { time_field } => shape::passthrough_row(object, time_field),
     };
     match converted {
-        Ok(row) => {
-            stats.truncated_fields += row.truncated;
-            if row.time < ctx.old_before {
-                stats.old_events += 1;
-            }
-            Decoded::Row(EncodedRow {
-                json: row.json,
-                origin: Origin {
-                    source: ctx.source.clone(),
-                    record: at.record(),
-                },
-            })
-        }
+        Ok(converted) => row(ctx, stats, converted, at),
         Err(reason) => reject(ctx, at, reason, raw),
     }
+}
+
+/// A converted record → the row, counted.
+fn row(ctx: &Ctx, stats: &mut DecodeStats, converted: shape::Converted, at: Loc) -> Decoded {
+    stats.truncated_fields += converted.truncated;
+    if converted.time < ctx.old_before {
+        stats.old_events += 1;
+    }
+    Decoded::Row(EncodedRow {
+        json: converted.json,
+        origin: Origin {
+            source: ctx.source.clone(),
+            record: at.record(),
+        },
+    })
+}
+
+/// Unit tests hold the in-place path to the general one: same row bytes, time and counts.
+#[cfg(test)]
+fn same_as_general_path(text: &str, converted: &shape::Converted) {
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
+        panic!("the in-place path took a record that is not an object: {text}");
+    };
+    let general = shape::keeper_row(object, None).expect("the general path converts it too");
+    assert_eq!(
+        String::from_utf8_lossy(&converted.json),
+        String::from_utf8_lossy(&general.json),
+        "{text}"
+    );
+    assert_eq!(
+        (converted.time, converted.truncated),
+        (general.time, general.truncated)
+    );
 }
