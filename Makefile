@@ -58,7 +58,7 @@ fuzz:
 reliability:
 	@scripts/reliability.sh
 
-## big-object: a ~200 MB gzipped export through the release s3-forwarder (moto + cargo-lambda), peak memory
+## big-object: a ~200 MB gzipped export through the release s3-forwarder (moto + cargo-lambda) at 512 MB: duration, peak memory, Lambda cost
 big-object:
 	@scripts/big-object.sh
 
