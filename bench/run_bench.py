@@ -18,7 +18,8 @@ Scenarios (targets in TARGETS, as issue 17's "Must show" list):
 - Cold start of the Lambda binaries (bench/cold_start.py) and binary sizes.
 
 Each client runs as a child of this process and is reaped with os.wait4, which gives that
-child's own rusage: ru_maxrss (KiB) is its peak memory, ru_utime + ru_stime its CPU seconds.
+child's own rusage: ru_utime + ru_stime its CPU seconds; peak memory is GNU time's %M for the
+client (see run_measured for why not ru_maxrss).
 The emulator is reset before each run, and its /_emulator/stats give requests and wire bytes.
 """
 
@@ -147,16 +148,25 @@ class Emulator:
 
 
 def run_measured(command, env, stdout_path):
-    """Runs `command`; returns wall seconds, peak RSS (KiB), CPU seconds and exit code."""
+    """Runs `command`; returns wall seconds, peak RSS (KiB), CPU seconds and exit code.
+
+    Peak RSS comes from GNU time wrapped around the client: Linux carries the parent's
+    high-water RSS into a forked child across exec, so a child of this (by then large)
+    Python process would report Python's peak, not its own. time(1) is small, so its
+    child's ru_maxrss is the client's. CPU is wait4's (time's own is negligible)."""
+    rss_path = stdout_path + ".maxrss"
+    wrapped = ["/usr/bin/time", "-f", "%M", "-o", rss_path, *command]
     with open(stdout_path, "wb") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out)
+        process = subprocess.Popen(wrapped, env=env, stdout=out)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
+    with open(rss_path) as rss:
+        maxrss_kib = int(rss.read().split()[-1])
     return {
         "wall_s": wall,
-        "maxrss_kib": usage.ru_maxrss,
+        "maxrss_kib": maxrss_kib,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "rc": process.returncode,
     }
@@ -669,7 +679,8 @@ def write_report(bench, results, path):
     out.append(f"- logrelay runs twice per round: at the default gzip level, and with `LOGRELAY_GZIP_LEVEL={FAST_LEVEL}` (the fastest")
     out.append("  documented level); the SDK runs after them in the same round.")
     out.append("- Client measures: wall time from process start to exit (file read, decode, send, all delivered); peak memory")
-    out.append("  = `ru_maxrss` and CPU = user + system of the client process (os.wait4 rusage); CPU ns / input byte = CPU s ÷")
+    out.append("  = GNU time's `%M` for the client (a child of this Python would inherit Python's high-water RSS), CPU")
+    out.append("  = user + system of the client process (os.wait4 rusage); CPU ns / input byte = CPU s ÷")
     out.append("  the input file's bytes; cores busy = CPU s ÷ wall s; requests and wire bytes from the emulator's")
     out.append("  `/_emulator/stats` (reset before each run).")
     out.append("")

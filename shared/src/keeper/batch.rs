@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 
 use rayon::prelude::*;
 
-use super::{convert_json, convert_syslog, Ctx, DecodeStats, Decoded, Loc};
+use super::convert::{convert_json, convert_syslog};
+use super::{Ctx, DecodeStats, Decoded, Loc};
 use crate::Result;
 
 /// Records framed before a batch is converted (with [`BATCH_BYTES`], what a batch holds:

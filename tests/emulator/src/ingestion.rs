@@ -301,17 +301,7 @@ fn handle(
     }
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(error_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                &format!(
-                    "malformed JSON at line {}, column {}: the body must be UTF-8 JSON.",
-                    error_.line(),
-                    error_.column()
-                ),
-            )
-        }
+        Err(error_) => return malformed(&error_),
     };
     let rows = match parsed {
         Value::Array(items) if items.iter().all(Value::is_object) => items,
@@ -322,16 +312,34 @@ fn handle(
                 _ => "a JSON scalar",
             };
             // Strict mode: the real service accepts a bare object and drops it (docs/emulator-facts.md §1.3).
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                &format!("The body must be a JSON array of objects; got {what}."),
-            );
+            return not_array_of_objects(what);
         }
         _ => Vec::new(),
     };
     store(state, &stream.name, rows, stream, token_serial);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The 400 for a body that is not JSON.
+fn malformed(error_: &serde_json::Error) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidPayload",
+        &format!(
+            "malformed JSON at line {}, column {}: the body must be UTF-8 JSON.",
+            error_.line(),
+            error_.column()
+        ),
+    )
+}
+
+/// The strict 400 for JSON that is not an array of objects (`what` it is instead).
+fn not_array_of_objects(what: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidPayload",
+        &format!("The body must be a JSON array of objects; got {what}."),
+    )
 }
 
 /// Count-only mode: the same JSON checks and answers as storing, without building the rows.
@@ -344,32 +352,14 @@ fn count_only(state: &State, body: &[u8], strict: bool) -> Response {
                 Shape::Object => "a JSON object",
                 Shape::Scalar => "a JSON scalar",
             };
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                &format!("The body must be a JSON array of objects; got {what}."),
-            );
+            return not_array_of_objects(what);
         }
         Ok(_) => Vec::new(),
-        Err(error_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                &format!(
-                    "malformed JSON at line {}, column {}: the body must be UTF-8 JSON.",
-                    error_.line(),
-                    error_.column()
-                ),
-            )
-        }
+        Err(error_) => return malformed(&error_),
     };
     if items.contains(&Item::Other) {
         if strict {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                "The body must be a JSON array of objects; got an array with an item that is not an object.",
-            );
+            return not_array_of_objects("an array with an item that is not an object");
         }
         count_rows(state, 0);
     } else {
