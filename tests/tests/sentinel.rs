@@ -115,7 +115,13 @@ async fn send_to_solution_stream(events: &[Value]) -> (Emulator, String, Vec<Val
     assert_eq!(run.code, 0, "{}", run.all_output());
     let stored = emulator.wait_for_rows(events.len(), SEND_TIMEOUT).await;
     assert_eq!(stored, events.len(), "{}", run.all_output());
-    let rows = emulator.rows_for(&stream);
+    // Paired by the event's own time, user, type and data (a row keeps all four).
+    let rows = common::in_order_of(emulator.rows_for(&stream), events, |value| {
+        format!(
+            "{}|{}|{}|{}",
+            value["timestamp"], value["username"], value["audit_event"], value["data"]
+        )
+    });
     (emulator, stream, rows)
 }
 

@@ -568,6 +568,36 @@ pub(crate) async fn dead_letter_objects(moto: &Moto) -> Vec<(String, String)> {
     out
 }
 
+/// The stored `rows` in the order their `events` were sent, each paired by `key` (the same
+/// text for an event and its row). Inside a request body logrelay lays rows out for
+/// compression (`pack::layout`; Azure keeps no order within a request), so a test that
+/// compares rows with events one by one pairs them by content. Panics naming the event
+/// when a row is missing or left over.
+pub(crate) fn in_order_of(
+    rows: Vec<Value>,
+    events: &[Value],
+    key: impl Fn(&Value) -> String,
+) -> Vec<Value> {
+    let mut by_key: std::collections::HashMap<String, Vec<Value>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        by_key.entry(key(&row)).or_default().push(row);
+    }
+    let ordered: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let wanted = key(event);
+            by_key
+                .get_mut(&wanted)
+                .and_then(Vec::pop)
+                .unwrap_or_else(|| panic!("no stored row for the event keyed {wanted}"))
+        })
+        .collect();
+    let left: usize = by_key.values().map(Vec::len).sum();
+    assert_eq!(left, 0, "rows stored beyond the events sent: {by_key:?}");
+    ordered
+}
+
 /// Every dead-letter line in the `*.ndjson` files of `dir`, which must exist.
 pub(crate) fn dead_letter_lines(dir: &Path) -> Vec<Value> {
     let mut entries = Vec::new();
